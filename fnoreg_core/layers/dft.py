@@ -13,8 +13,9 @@ Two families live here:
 * **Full-spectrum** transforms (:func:`rfftn_real` / :func:`irfftn_real`) for the Fourier Unit
   of the Spectral Transform. A dense ``n x n`` basis per axis costs ``O(n)`` multiply-adds per
   voxel; here every axis of length ``n = n1 * n2`` is factorised once (the "four-step" /
-  Cooley-Tukey split): a DFT of size ``n1``, a twiddle multiply, a DFT of size ``n2``, costing
-  ``O(n1 + n2)`` per voxel (for 224 = 14 x 16: 30 instead of 224).
+  Cooley-Tukey split): a DFT of size ``n1``, then a DFT of size ``n2`` whose matrices carry the
+  twiddle factors (one matrix per first-stage frequency, applied as a batched matmul), costing
+  ``O(n1 + n2)`` per voxel (for 224 = 16 x 14: 30 instead of 224).
 
 Spectral layout of the full-spectrum transform
 ----------------------------------------------
@@ -22,18 +23,20 @@ The four-step split leaves the frequencies of a complex axis in *digit-reversed*
 (array position ``k1 * n2 + k2`` holds frequency ``k1 + n1 * k2``). The Fourier Unit only
 applies point-wise operations in the spectral domain (1x1 convolution, batch norm, ReLU), which
 commute with any permutation of positions, so the unscrambling transpose is skipped:
-:func:`irfftn_real` consumes the same layout. The one-sided (real) axis is always in natural
-order ``0 .. n//2``. :func:`spectrum_order` gives the permutation for users who need natural
-order (the tests use it to compare with ``torch.fft``).
+:func:`irfftn_real` consumes the same layout. The one-sided (real) axis holds exactly the
+``n//2 + 1`` bins of ``rfft`` (so batch-norm statistics over the spectrum equal the reference's),
+in the order given by :func:`onesided_order` (natural when the axis is not split).
+:func:`spectrum_order` / :func:`onesided_order` give the permutations for users who need natural
+order (the tests use them to compare with ``torch.fft``).
 
 Static vs dynamic sizes
 -----------------------
 When a size is a Python ``int`` (eager training, static-shape export), bases are computed once in
-float64, cast, and cached per (size, modes, dtype, device), and the split ``n1`` is the divisor of
-``n`` closest to ``sqrt(n)`` (primes fall back to one dense matmul). When a size is symbolic
-(``torch.SymInt`` during a dynamic-shape export), bases are computed inside the graph from the
-size and the split uses a fixed ``radix`` as ``n1``: the exported graph then serves every size that
-is a multiple of ``radix``.
+float64 (numpy), cast, and cached per (size, modes, dtype, device); the split ``n1`` is ``radix``
+when ``n`` is a multiple of it, else the largest divisor of ``n`` below ``sqrt(n)`` (primes fall
+back to one dense matmul). When a size is symbolic (``torch.SymInt`` during a dynamic-shape
+export), bases are computed inside the graph from the size, in float64, then cast, and the split
+uses ``radix`` as ``n1``: the exported graph serves every size that is a multiple of ``radix``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -87,47 +91,76 @@ def choose_split(n: int) -> int:
 # bases
 
 
-def _angles(rows: torch.Tensor, cols: torch.Tensor, n, dtype: torch.dtype) -> torch.Tensor:
-    """``2*pi*((rows[:, None] * cols[None, :]) mod n) / n`` as ``dtype``; ``rows``/``cols`` int64.
+def _index_vector(spec: tuple, n, xp, device=None):
+    """int64 index vector: ``("arange",)`` -> ``0..n-1``; ``("freqs", half, one_sided)`` -> kept modes."""
+    if spec[0] == "arange":
+        return xp.arange(n, dtype=xp.int64) if xp is np else torch.arange(n, device=device, dtype=torch.int64)
+    _, half, one_sided = spec
+    if xp is np:
+        pos = np.arange(half, dtype=np.int64)
+        return pos if one_sided else np.concatenate([pos, pos - half])
+    return truncated_frequencies(half, one_sided, device)
 
-    The integer product is reduced modulo ``n`` before the conversion to float, so the angles stay
-    exact to the last bit of ``dtype`` even in float32 graphs.
+
+def _numerators(spec: tuple, n, xp, device=None):
+    """Integer phase numerators ``m`` of a basis ``exp(+-2 pi i m / n)`` described by ``spec``.
+
+    ``("outer", rows, cols)``: ``rows[:, None] * cols[None, :]`` of two index vectors.
+    ``("stage", n1, count)``: ``a * (k1 + n1 * b)``, shape (n1, n // n1, count): the second stage
+    of a four-step split with the twiddle folded in (see :func:`_forward_axis`).
     """
-    prod = torch.remainder(rows[:, None] * cols[None, :], n)
-    return prod.to(dtype) * (2.0 * math.pi) / n
+    if spec[0] == "outer":
+        return _index_vector(spec[1], n, xp, device)[:, None] * _index_vector(spec[2], n, xp, device)[None, :]
+    _, n1, count = spec
+    if xp is np:
+        k1, a, b = np.ogrid[:n1, : n // n1, :count]
+        return a.astype(np.int64) * (k1 + n1 * b)
+    k1 = torch.arange(n1, device=device, dtype=torch.int64)[:, None, None]
+    a = torch.arange(n // n1, device=device, dtype=torch.int64)[None, :, None]
+    b = torch.arange(count, device=device, dtype=torch.int64)[None, None, :]
+    return a * (k1 + n1 * b)
 
 
-def _make_cos_sin(rows_fn, cols_fn, n, dtype, device) -> Pair:
-    if _is_static(n):
-        return _cached_cos_sin(rows_fn, cols_fn, n, dtype, device)
-    ang = _angles(rows_fn(n, device), cols_fn(n, device), n, dtype)
-    return torch.cos(ang), torch.sin(ang)
+@lru_cache(maxsize=1024)
+def _numpy_bases(spec: tuple, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin of ``2 pi (m mod n) / n`` in float64 (numpy, so caching never holds traced tensors)."""
+    ang = np.remainder(_numerators(spec, n, np), n) * (2.0 * math.pi / n)
+    return np.cos(ang), np.sin(ang)
 
 
-@lru_cache(maxsize=512)
-def _cached_cos_sin(rows_fn, cols_fn, n: int, dtype: torch.dtype, device: torch.device) -> Pair:
-    ang = _angles(rows_fn(n, "cpu"), cols_fn(n, "cpu"), n, torch.float64)
-    return torch.cos(ang).to(dtype=dtype, device=device), torch.sin(ang).to(dtype=dtype, device=device)
+@lru_cache(maxsize=1024)
+def _cached_bases(spec: tuple, n: int, dtype: torch.dtype, device: torch.device) -> Pair:
+    cos, sin = _numpy_bases(spec, n)
+    return torch.from_numpy(cos).to(dtype=dtype, device=device), torch.from_numpy(sin).to(dtype=dtype, device=device)
 
 
-def _arange(n, device) -> torch.Tensor:
-    return torch.arange(n, device=device, dtype=torch.int64)
+def _size_tensor(n, device) -> torch.Tensor:
+    """A symbolic size as a 0-d int64 tensor (ONNX export cannot take a symbolic scalar as the
+    second operand of ``remainder``/``div``)."""
+    return torch.zeros((), dtype=torch.int64, device=device) + n
 
 
-class _Freqs:
-    """Hashable callable ``(n, device) -> int64 frequencies`` kept by a truncated transform."""
+def _bases(spec: tuple, n, dtype: torch.dtype, device) -> Pair:
+    """cos/sin of the basis ``spec`` for length ``n``, computed in float64 and cast to ``dtype``.
 
-    def __init__(self, half: int, one_sided: bool):
-        self.half, self.one_sided = half, one_sided
+    Static sizes: numpy tables, cached (as torch tensors too in eager mode; as graph constants in a
+    static-shape export). Symbolic sizes: computed in the graph from the size, in float64 (the
+    integer reduction mod n first keeps the angles exact), then cast, so an exported dynamic graph
+    matches eager to float32 rounding.
+    """
+    static = _is_static(n) and all(_is_static(v) for v in spec[1:] if not isinstance(v, tuple))
+    if static:
+        if torch.compiler.is_compiling():
+            cos, sin = _numpy_bases(spec, n)
+            return torch.tensor(cos, dtype=dtype, device=device), torch.tensor(sin, dtype=dtype, device=device)
+        return _cached_bases(spec, n, dtype, torch.device(device) if device is not None else torch.device("cpu"))
+    num = _numerators(spec, n, torch, device)
+    n_t = _size_tensor(n, device)
+    ang = torch.remainder(num, n_t).to(torch.float64) * (2.0 * math.pi) / n_t.to(torch.float64)
+    return torch.cos(ang).to(dtype), torch.sin(ang).to(dtype)
 
-    def __call__(self, n, device) -> torch.Tensor:
-        return truncated_frequencies(self.half, self.one_sided, device)
 
-    def __hash__(self):
-        return hash((self.half, self.one_sided))
-
-    def __eq__(self, other):
-        return isinstance(other, _Freqs) and (self.half, self.one_sided) == (other.half, other.one_sided)
+_ARANGE = ("arange",)
 
 
 def truncated_frequencies(half: int, one_sided: bool, device=None) -> torch.Tensor:
@@ -155,36 +188,47 @@ def truncated_frequencies(half: int, one_sided: bool, device=None) -> torch.Tens
 # applying a matrix along one axis without transposes
 
 
-def _apply(x: torch.Tensor, mat: torch.Tensor, axis: int) -> torch.Tensor:
-    """Contract axis ``axis`` of ``x`` (length n) with ``mat`` of shape (n, m): returns length m there.
+def _contract(re, im, cos, sin, axis: int, sign: int, real_out: bool = False, batched: bool = False):
+    """``(re + i im)`` contracted along ``axis`` with the kernel ``cos + sign * i sin``.
 
-    The last axis is a plain right product; any other axis is a broadcast left product on a
-    zero-copy ``(prefix, n, rest)`` view, so no data is transposed.
+    ``cos``/``sin`` are (n, m), or with ``batched`` (nb, n, m): one matrix per index of the axis
+    before ``axis`` (``nb = re.shape[axis - 1]``). ``im=None`` means a real input; ``real_out``
+    computes only the real part. Inputs are reshaped once into zero-copy ``(prefix, n, rest)``
+    views (the last axis is a plain right product), so no data is transposed except for a batched
+    last axis.
     """
-    axis = axis % x.dim()
-    if axis == x.dim() - 1:
-        return x @ mat
-    shape = list(x.shape)
+    axis = axis % re.dim()
+    shape = list(re.shape)
     n = shape[axis]
-    rest = math.prod(shape[axis + 1:])
-    y = mat.mT @ x.reshape(-1, n, rest)
-    shape[axis] = mat.shape[1]
-    return y.reshape(shape)
-
-
-def _apply_complex(re, im, cos, sin, axis, sign: int, real_out: bool = False):
-    """``(re + i im) * (cos + sign * i sin)`` contracted along ``axis``.
-
-    ``sign=-1`` is a forward DFT kernel ``exp(-i theta)``, ``sign=+1`` the inverse. ``im=None``
-    means a real input. With ``real_out`` only the real part is computed.
-    """
+    out_shape = shape[:axis] + [cos.shape[-1]] + shape[axis + 1:]
+    last = axis == re.dim() - 1
+    if batched and last:  # (nb, P, n) @ (nb, n, m)
+        nb = shape[axis - 1]
+        view = lambda t: t.reshape(-1, nb, n).transpose(0, 1)
+        mm = torch.bmm
+        unview = lambda t: t.transpose(0, 1).reshape(out_shape)
+    elif last:
+        view = lambda t: t
+        mm = torch.matmul
+        unview = lambda t: t
+    else:
+        rest = math.prod(shape[axis + 1:])
+        view = (lambda t: t.reshape(-1, shape[axis - 1], n, rest)) if batched else (lambda t: t.reshape(-1, n, rest))
+        mm = lambda t, mat: torch.matmul(mat.mT, t)
+        unview = lambda t: t.reshape(out_shape)
+    a = view(re)
     if im is None:
-        out_re = _apply(re, cos, axis)
-        return out_re if real_out else (out_re, _apply(re, sin, axis) * sign)
-    out_re = _apply(re, cos, axis) - sign * _apply(im, sin, axis)
+        out_re = mm(a, cos)
+        if real_out:
+            return unview(out_re)
+        out_im = mm(a, sin)
+        return unview(out_re), unview(out_im if sign > 0 else -out_im)
+    b = view(im)
+    out_re = mm(a, cos) - mm(b, sin) if sign > 0 else mm(a, cos) + mm(b, sin)
     if real_out:
-        return out_re
-    return out_re, _apply(im, cos, axis) + sign * _apply(re, sin, axis)
+        return unview(out_re)
+    out_im = mm(b, cos) + mm(a, sin) if sign > 0 else mm(b, cos) - mm(a, sin)
+    return unview(out_re), unview(out_im)
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,10 +260,10 @@ def truncated_rdft(x: torch.Tensor, axes: tuple[int, ...], halves: tuple[int, ..
     order = [len(axes) - 1] + list(range(len(axes) - 1))  # one-sided axis first: real input
     for j in order:
         ax, n = axes[j], x.shape[axes[j]]
-        cos, sin = _make_cos_sin(_arange, _Freqs(halves[j], j == len(axes) - 1), n, x.dtype, x.device)
+        cos, sin = _bases(("outer", _ARANGE, ("freqs", halves[j], j == len(axes) - 1)), n, x.dtype, x.device)
         # bases are (n, m); scale 1/n for norm="forward"
         scale = _inv_size(n, 1.0, x)
-        re, im = _apply_complex(re, im, cos * scale, sin * scale, ax, sign=-1)
+        re, im = _contract(re, im, cos * scale, sin * scale, ax, sign=-1)
     return re, im
 
 
@@ -242,84 +286,29 @@ def truncated_irdft(re: torch.Tensor, im: torch.Tensor, axes: tuple[int, ...], h
     last = len(axes) - 1
     for j in range(last):
         ax, n = axes[j], sizes[j]
-        cos, sin = _make_cos_sin(_Freqs(halves[j], False), _arange, n, re.dtype, re.device)
-        re, im = _apply_complex(re, im, cos, sin, ax, sign=+1)
+        cos, sin = _bases(("outer", ("freqs", halves[j], False), _ARANGE), n, re.dtype, re.device)
+        re, im = _contract(re, im, cos, sin, ax, sign=+1)
     n = sizes[last]
-    cos, sin = _make_cos_sin(_Freqs(halves[last], True), _arange, n, re.dtype, re.device)
+    cos, sin = _bases(("outer", ("freqs", halves[last], True), _ARANGE), n, re.dtype, re.device)
     # Hermitian weights of a one-sided spectrum: 1 for k = 0, 2 for 0 < k < n/2 (Nyquist is never
     # kept because every axis is at least 2*half long).
     weight = torch.full((halves[last], 1), 2.0, dtype=re.dtype, device=re.device)
     weight[0] = 1.0
-    return _apply_complex(re, im, cos * weight, sin * weight, axes[last], sign=+1, real_out=True)
+    return _contract(re, im, cos * weight, sin * weight, axes[last], sign=+1, real_out=True)
 
 
 # --------------------------------------------------------------------------------------------
 # full-spectrum transforms (Fourier Unit), factorised
 
 
-def _stage_numerators(n1: int, n, count, device) -> torch.Tensor:
-    """Phase numerators ``a * (k1 + n1 * b)`` of a twiddle-folded second stage, shape (n1, n2, count).
-
-    For an axis of length ``n = n1 * n2`` split as ``t = a_outer * n2 + a`` (time) and
-    ``k = k1 + n1 * b`` (frequency), the second stage maps ``a -> b`` for each ``k1`` with the
-    kernel ``exp(-/+ 2 pi i a (k1 + n1 b) / n)``, which is the twiddle ``exp(2 pi i a k1 / n)``
-    times the size-n2 DFT kernel, so no separate twiddle multiply is needed.
-    """
-    n2 = n // n1
-    k1 = torch.arange(n1, device=device, dtype=torch.int64)[:, None, None]
-    a = torch.arange(n2, device=device, dtype=torch.int64)[None, :, None]
-    b = torch.arange(count, device=device, dtype=torch.int64)[None, None, :]
-    return a * (k1 + n1 * b)
-
-
-def _trig_from_numerators(num: torch.Tensor, n, dtype) -> Pair:
-    ang = torch.remainder(num, n).to(dtype) * (2.0 * math.pi) / n
-    return torch.cos(ang), torch.sin(ang)
-
-
-@lru_cache(maxsize=512)
-def _cached_stage(n1: int, n: int, count: int, dtype: torch.dtype, device: torch.device) -> Pair:
-    cos, sin = _trig_from_numerators(_stage_numerators(n1, n, count, "cpu"), n, torch.float64)
-    return cos.to(dtype=dtype, device=device), sin.to(dtype=dtype, device=device)
-
-
 def _stage_bases(n1: int, n, count, dtype, device) -> Pair:
-    """cos/sin of the twiddle-folded second stage, (n1, n2, count); cached for static sizes."""
-    if _is_static(n) and _is_static(count):
-        return _cached_stage(n1, n, count, dtype, device)
-    return _trig_from_numerators(_stage_numerators(n1, n, count, device), n, dtype)
+    """cos/sin of the twiddle-folded second stage of a four-step split, (n1, n // n1, count)."""
+    return _bases(("stage", n1, count), n, dtype, device)
 
 
 def _dft_square(n, dtype, device) -> Pair:
     """cos/sin of ``2*pi*j*k/n`` for a square (n, n) DFT."""
-    return _make_cos_sin(_arange, _arange, n, dtype, device)
-
-
-def _apply_batched(x: torch.Tensor, mats: torch.Tensor, axis: int) -> torch.Tensor:
-    """Contract ``axis`` (length n) with one (n, m) matrix per index of the axis before it.
-
-    ``mats`` is (nb, n, m) with ``nb = x.shape[axis - 1]``.
-    """
-    axis = axis % x.dim()
-    shape = list(x.shape)
-    nb, n = shape[axis - 1], shape[axis]
-    shape[axis] = mats.shape[-1]
-    if axis == x.dim() - 1:
-        y = torch.bmm(x.reshape(-1, nb, n).transpose(0, 1), mats).transpose(0, 1)
-        return y.reshape(shape)
-    rest = math.prod(shape[axis + 1:])
-    return (mats.mT @ x.reshape(-1, nb, n, rest)).reshape(shape)
-
-
-def _apply_complex_batched(re, im, cos, sin, axis, sign: int, real_out: bool = False):
-    """:func:`_apply_complex` with per-index matrices (see :func:`_apply_batched`)."""
-    if im is None:
-        out_re = _apply_batched(re, cos, axis)
-        return out_re if real_out else (out_re, _apply_batched(re, sin, axis) * sign)
-    out_re = _apply_batched(re, cos, axis) - sign * _apply_batched(im, sin, axis)
-    if real_out:
-        return out_re
-    return out_re, _apply_batched(im, cos, axis) + sign * _apply_batched(re, sin, axis)
+    return _bases(("outer", _ARANGE, _ARANGE), n, dtype, device)
 
 
 def _split_for(n, radix: int | None) -> int:
@@ -350,10 +339,10 @@ def _forward_axis(re, im, axis: int, n, n1: int, scale, onesided: bool) -> Pair:
     im = None if im is None else im.reshape(split)
     if n1 > 1:
         cos1, sin1 = _dft_square(n1, re.dtype, re.device)
-        re, im = _apply_complex(re, im, cos1, sin1, axis, sign=-1)  # outer time index -> k1
+        re, im = _contract(re, im, cos1, sin1, axis, sign=-1)  # outer time index -> k1
     count = (n // 2) // n1 + 1 if onesided else n2
     cos2, sin2 = _stage_bases(n1, n, count, re.dtype, re.device)
-    re, im = _apply_complex_batched(re, im, cos2 * scale, sin2 * scale, axis + 1, sign=-1)  # (twiddle) a -> k2
+    re, im = _contract(re, im, cos2 * scale, sin2 * scale, axis + 1, sign=-1, batched=True)  # (twiddle) a -> k2
     if not onesided:
         return re.reshape(shape), im.reshape(shape)
     k2_full, r = (n // 2) // n1, (n // 2) % n1
@@ -375,10 +364,10 @@ def _inverse_axis(re, im, axis: int, n, n1: int, scale) -> Pair:
     split = _split_shape(shape, axis, n1, n2)
     re, im = re.reshape(split), im.reshape(split)
     cos2, sin2 = _stage_bases(n1, n, n2, re.dtype, re.device)
-    re, im = _apply_complex_batched(re, im, cos2.mT * scale, sin2.mT * scale, axis + 1, sign=+1)  # k2 -> a
+    re, im = _contract(re, im, cos2.mT * scale, sin2.mT * scale, axis + 1, sign=+1, batched=True)  # k2 -> a
     if n1 > 1:
         cos1, sin1 = _dft_square(n1, re.dtype, re.device)
-        re, im = _apply_complex(re, im, cos1, sin1, axis, sign=+1)  # k1 -> outer time index
+        re, im = _contract(re, im, cos1, sin1, axis, sign=+1)  # k1 -> outer time index
     return re.reshape(shape), im.reshape(shape)
 
 
@@ -404,11 +393,11 @@ def _inverse_onesided_axis(re, im, axis: int, n, n1: int, scale) -> torch.Tensor
     cos2, sin2 = _stage_bases(n1, n, k2_full + 1, re.dtype, re.device)
     cos2, sin2 = cos2.mT * weight, sin2.mT * weight  # (n1, K2 + 1, n2)
     if n1 == 1:
-        out = _apply_complex_batched(re, im, cos2, sin2, axis + 1, sign=+1, real_out=True)
+        out = _contract(re, im, cos2, sin2, axis + 1, sign=+1, real_out=True, batched=True)
     else:
-        re, im = _apply_complex_batched(re, im, cos2, sin2, axis + 1, sign=+1)
+        re, im = _contract(re, im, cos2, sin2, axis + 1, sign=+1, batched=True)
         cos1, sin1 = _dft_square(n1, re.dtype, re.device)
-        out = _apply_complex(re, im, cos1, sin1, axis, sign=+1, real_out=True)
+        out = _contract(re, im, cos1, sin1, axis, sign=+1, real_out=True)
     shape[axis] = n
     return out.reshape(shape)
 

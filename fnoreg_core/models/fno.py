@@ -67,6 +67,8 @@ class FNO(RegistrationNet):
             conv(c, config.projection_channels), nn.GELU(),
             conv(config.projection_channels, config.dims),
         )
+        nn.init.normal_(self.projection[-1].weight, std=1e-5)  # start near the identity transform
+        nn.init.zeros_(self.projection[-1].bias)
 
     def min_spatial_size(self) -> tuple[int, ...]:
         return min_size_for_modes(self.config.n_modes)

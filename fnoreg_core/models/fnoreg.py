@@ -118,6 +118,10 @@ class FNOReg(RegistrationNet):
             conv(c, config.projection_channels), nn.ReLU(),
             conv(config.projection_channels, config.dims),
         )
+        # Start from (almost) the identity transform, as VoxelMorph initialises its flow layer:
+        # an untrained network otherwise predicts displacements of several voxels.
+        nn.init.normal_(self.projection[-1].weight, std=1e-5)
+        nn.init.zeros_(self.projection[-1].bias)
 
     def min_spatial_size(self) -> tuple[int, ...]:
         return min_size_for_modes(self.config.n_modes)
