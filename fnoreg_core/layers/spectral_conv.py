@@ -67,7 +67,10 @@ class SpectralConv(nn.Module):
         ``(in, out, *modes)`` complex weight, as in the reference (tltorch, rank 0.42).
         :meth:`fold_factorization` turns it into a dense weight before export.
     rank : float
-        Fraction of the dense parameter count kept by the Tucker factorisation.
+        Fraction of the dense parameter count kept by the Tucker factorisation. Unlike tltorch's
+        complex Tucker, the factors here are real and only the core is complex (a trailing
+        [re, im] axis), so the real parameter count is a little below ``rank`` (0.40 x dense at
+        the paper's 3D size for rank 0.42).
 
     Shapes
     ------

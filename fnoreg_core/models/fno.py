@@ -15,7 +15,7 @@ from torch import nn
 from ..layers.pointwise import PointwiseConv
 from ..layers.spectral_conv import min_size_for_modes
 from .base import RegistrationNet
-from .fnoreg import FourierLayer
+from .fnoreg import PAPER_MODES, FourierLayer
 from .registry import register_model
 
 __all__ = ["FNOConfig", "FNO"]
@@ -30,10 +30,14 @@ class FNOConfig:
     in_channels: int = 2
     hidden_channels: int = 16
     n_layers: int = 6
-    n_modes: tuple[int, ...] = (40, 48, 56)
+    n_modes: tuple[int, ...] | None = None  # None: the paper's (40, 48) in 2D, (40, 48, 56) in 3D
     projection_channels: int = 32
     factorization: str | None = "tucker"
     rank: float = 0.42
+
+    def __post_init__(self):
+        if self.n_modes is None:
+            object.__setattr__(self, "n_modes", PAPER_MODES.get(self.dims, ()))
 
 
 FNO_PRESETS = {

@@ -23,6 +23,10 @@ __all__ = ["FNORegConfig", "FNOReg", "FourierLayer", "FNOREG_PRESETS"]
 
 
 
+#: The paper's total modes per axis (REFERENCES.md).
+PAPER_MODES = {2: (40, 48), 3: (40, 48, 56)}
+
+
 @dataclass(frozen=True)
 class FNORegConfig:
     """FNOReg hyper-parameters (saved in checkpoints and model cards).
@@ -35,12 +39,16 @@ class FNORegConfig:
     in_channels: int = 2
     hidden_channels: int = 12
     n_layers: int = 15
-    n_modes: tuple[int, ...] = (40, 48, 56)
+    n_modes: tuple[int, ...] | None = None  # None: the paper's (40, 48) in 2D, (40, 48, 56) in 3D
     projection_channels: int = 24
     factorization: str | None = "tucker"
     rank: float = 0.42
     st_fft_axes: tuple[int, ...] | None = None
     export_radix: int = DEFAULT_EXPORT_RADIX
+
+    def __post_init__(self):
+        if self.n_modes is None:
+            object.__setattr__(self, "n_modes", PAPER_MODES.get(self.dims, ()))
 
 
 FNOREG_PRESETS = {
