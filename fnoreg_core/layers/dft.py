@@ -54,6 +54,8 @@ __all__ = [
     "truncated_irdft",
     "rfftn_real",
     "irfftn_real",
+    "rfftn_leading",
+    "irfftn_leading",
     "spectrum_order",
     "onesided_order",
     "DEFAULT_EXPORT_RADIX",
@@ -221,8 +223,8 @@ def _contract(re, im, cos, sin, axis: int, sign: int, real_out: bool = False, ba
         out_re = mm(a, cos)
         if real_out:
             return unview(out_re)
-        out_im = mm(a, sin)
-        return unview(out_re), unview(out_im if sign > 0 else -out_im)
+        # negate the small matrix, not the large result
+        return unview(out_re), unview(mm(a, sin if sign > 0 else -sin))
     b = view(im)
     out_re = mm(a, cos) - mm(b, sin) if sign > 0 else mm(a, cos) + mm(b, sin)
     if real_out:
@@ -419,6 +421,71 @@ def _norm_scale(n, norm: str, inverse: bool, like: torch.Tensor):
     raise ValueError(f"expected norm in ('ortho', 'backward', 'forward'), got {norm!r}")
 
 
+def rfftn_leading(x: torch.Tensor, axes: tuple[int, ...], norm: str = "ortho",
+                  radix: int | None = DEFAULT_EXPORT_RADIX) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """:func:`rfftn_real` in its fast layout: each axis is moved to the front before it is transformed.
+
+    A transform along the memory-last axis would be a batch of tiny matrix products; along the
+    leading axis it is one large product. So every axis is brought to the front (one copy) and
+    left there: the one-sided axis first, then the others in order.
+
+    Returns
+    -------
+    re, im : float tensors whose axes are permuted: ``labels[i]`` is the input axis at position i
+        (transformed axes first, the last of ``axes`` innermost of them, untouched axes after, in
+        input order). Two-sided axes are digit-reversed as in :func:`rfftn_real`.
+    labels : list of int
+    """
+    axes = tuple(_spatial_axis(x, a) for a in axes)
+    labels = list(range(x.dim()))
+    re, im = x, None
+    for j in [len(axes) - 1] + list(range(len(axes) - 1)):
+        ax = axes[j]
+        pos = labels.index(ax)
+        re = re.movedim(pos, 0)
+        im = None if im is None else im.movedim(pos, 0)
+        labels.insert(0, labels.pop(pos))
+        n = x.shape[ax]
+        re, im = _forward_axis(re, im, 0, n, _split_for(n, radix), _norm_scale(n, norm, False, x),
+                               onesided=j == len(axes) - 1)
+    return re, im, labels
+
+
+def irfftn_leading(re: torch.Tensor, im: torch.Tensor, labels: list[int], axes: tuple[int, ...], sizes: tuple,
+                   norm: str = "ortho", radix: int | None = DEFAULT_EXPORT_RADIX) -> torch.Tensor:
+    """Inverse of :func:`rfftn_leading`; returns the real tensor in the ORIGINAL axis order.
+
+    ``axes`` are given as for :func:`rfftn_leading` (positions in the original tensor).
+    """
+    ndim = re.dim()
+    axes = tuple(a % ndim for a in axes)
+    labels = list(labels)
+    size_of = dict(zip(axes, sizes))
+    # the front axis is always the next to invert; inverted axes rotate to the back
+    for j in list(range(len(axes) - 2, -1, -1)) + [len(axes) - 1]:
+        ax = axes[j]
+        if labels[0] != ax:
+            raise ValueError(f"expected the spectral layout of rfftn_leading, got axis labels {labels}")
+        n = size_of[ax]
+        if j == len(axes) - 1:
+            out = _inverse_onesided_axis(re, im, 0, n, _split_for(n, radix), _norm_scale(n, norm, True, re))
+            labels.append(labels.pop(0))
+            out = out.movedim(0, -1)
+            return out.permute([labels.index(i) for i in range(ndim)])
+        re, im = _inverse_axis(re, im, 0, n, _split_for(n, radix), _norm_scale(n, norm, True, re))
+        re, im = re.movedim(0, -1), im.movedim(0, -1)
+        labels.append(labels.pop(0))
+    raise AssertionError("unreachable")
+
+
+def _to_input_order(t: torch.Tensor, labels: list[int]) -> torch.Tensor:
+    return t.permute([labels.index(i) for i in range(t.dim())])
+
+
+def _to_labels_order(t: torch.Tensor, labels: list[int]) -> torch.Tensor:
+    return t.permute(labels)
+
+
 def rfftn_real(x: torch.Tensor, axes: tuple[int, ...], norm: str = "ortho",
                radix: int | None = DEFAULT_EXPORT_RADIX) -> Pair:
     """Full-spectrum real DFT, the exportable twin of ``torch.fft.rfftn(x, dim=axes, norm=norm)``.
@@ -435,17 +502,12 @@ def rfftn_real(x: torch.Tensor, axes: tuple[int, ...], norm: str = "ortho",
 
     Returns
     -------
-    (re, im) : float tensors. Two-sided axes keep length ``n`` in digit-reversed order
-        (:func:`spectrum_order`); values equal ``torch.fft.rfftn`` up to that permutation.
+    (re, im) : float tensors in the input's axis order. Two-sided axes keep length ``n`` in
+        digit-reversed order (:func:`spectrum_order`); values equal ``torch.fft.rfftn`` up to that
+        permutation. (Layers that can work in a permuted layout use :func:`rfftn_leading`.)
     """
-    axes = tuple(_spatial_axis(x, a) for a in axes)
-    last = axes[-1]
-    n = x.shape[last]
-    re, im = _forward_axis(x, None, last, n, _split_for(n, radix), _norm_scale(n, norm, False, x), onesided=True)
-    for ax in axes[:-1]:
-        n = x.shape[ax]
-        re, im = _forward_axis(re, im, ax, n, _split_for(n, radix), _norm_scale(n, norm, False, x), onesided=False)
-    return re, im
+    re, im, labels = rfftn_leading(x, axes, norm, radix)
+    return _to_input_order(re, labels).contiguous(), _to_input_order(im, labels).contiguous()
 
 
 def irfftn_real(re: torch.Tensor, im: torch.Tensor, axes: tuple[int, ...], sizes: tuple,
@@ -464,10 +526,10 @@ def irfftn_real(re: torch.Tensor, im: torch.Tensor, axes: tuple[int, ...], sizes
     (and, for even n, Nyquist) frequency of the one-sided axis are ignored.
     """
     axes = tuple(_spatial_axis(re, a) for a in axes)
-    for ax, n in zip(axes[:-1], sizes[:-1]):
-        re, im = _inverse_axis(re, im, ax, n, _split_for(n, radix), _norm_scale(n, norm, True, re))
-    n = sizes[-1]
-    return _inverse_onesided_axis(re, im, axes[-1], n, _split_for(n, radix), _norm_scale(n, norm, True, re))
+    labels = list(range(re.dim()))
+    for ax in [axes[-1]] + list(axes[:-1]):
+        labels.insert(0, labels.pop(labels.index(ax)))
+    return irfftn_leading(_to_labels_order(re, labels), _to_labels_order(im, labels), labels, axes, sizes, norm, radix)
 
 
 def spectrum_order(n: int, radix: int | None = DEFAULT_EXPORT_RADIX) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .pointwise import PointwiseConv
-from .dft import DEFAULT_EXPORT_RADIX, irfftn_real, rfftn_real
+from .dft import DEFAULT_EXPORT_RADIX, irfftn_leading, rfftn_leading
 
 __all__ = ["FourierUnit", "SpectralTransform", "SpectralTransformBlock"]
 
@@ -24,8 +24,12 @@ class FourierUnit(nn.Module):
 
     The transform is ``norm="ortho"`` over ``fft_axes`` (all spatial axes by default) and is the
     factorised real-arithmetic DFT of :mod:`fnoreg_core.layers.dft`, equal to ``torch.fft`` to
-    float rounding. The spectrum of two-sided axes is in digit-reversed order; the 1x1 conv,
-    batch norm and ReLU are point-wise, so they give the same result as in natural order.
+    float rounding. In the spectral domain the unit works in the transform's fast layout
+    (:func:`~fnoreg_core.layers.dft.rfftn_leading`: spectral axes first, digit-reversed, channels
+    last), so its 1x1 convolution is ``nn.Linear`` over the ``2 * channels`` interleaved
+    ``(c, [re, im])`` features (the reference's channel order) and its batch norm is
+    ``nn.BatchNorm1d`` over all spectral positions and the batch: point-wise operations whose
+    results, and batch statistics, do not depend on the order of positions.
 
     Parameters
     ----------
@@ -58,21 +62,33 @@ class FourierUnit(nn.Module):
             raise ValueError(f"expected increasing spatial axes in [0, {spatial_dims}), got fft_axes={fft_axes}")
         self.channels, self.spatial_dims, self.fft_axes = channels, spatial_dims, fft_axes
         self.export_radix = export_radix
-        self.conv = PointwiseConv(2 * channels, 2 * channels, bias=True)
-        self.bn = _BN[spatial_dims](2 * channels)
+        self.conv = nn.Linear(2 * channels, 2 * channels, bias=True)
+        self.bn = nn.BatchNorm1d(2 * channels)
         self.act = nn.ReLU()
 
+    def spectral_mix(self, z: torch.Tensor) -> torch.Tensor:
+        """``ReLU(BN(conv(z)))`` on (..., 2 * channels) features, statistics over all leading axes."""
+        lead = z.shape[:-1]
+        z = self.act(self.bn(self.conv(z.reshape(-1, 2 * self.channels))))
+        return z.reshape(list(lead) + [2 * self.channels])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c = x.shape[0], x.shape[1]
+        c = x.shape[1]
+        if x.dim() != self.spatial_dims + 2 or c != self.channels:
+            raise ValueError(f"expected input (B, {self.channels}, {self.spatial_dims} spatial axes), got {tuple(x.shape)}")
         axes = tuple(2 + a for a in self.fft_axes)
         sizes = tuple(x.shape[a] for a in axes)
-        re, im = rfftn_real(x, axes, norm="ortho", radix=self.export_radix)
-        spec_shape = list(re.shape[2:])
-        # reference layout: channel pairs (c, [re, im]) -> 2C channels
-        z = torch.stack((re, im), dim=2).reshape([b, 2 * c] + spec_shape)
-        z = self.act(self.bn(self.conv(z)))
-        z = z.reshape([b, c, 2] + spec_shape)
-        return irfftn_real(z[:, :, 0], z[:, :, 1], axes, sizes, norm="ortho", radix=self.export_radix)
+        re, im, labels = rfftn_leading(x, axes, norm="ortho", radix=self.export_radix)
+        cpos = labels.index(1)
+        if cpos != re.dim() - 1:  # only when some spatial axis is not transformed
+            re, im = re.movedim(cpos, -1), im.movedim(cpos, -1)
+        lead = list(re.shape[:-1])
+        z = self.spectral_mix(torch.stack((re, im), dim=-1).reshape(lead + [2 * c]))
+        z = z.reshape(lead + [c, 2])
+        re, im = z[..., 0], z[..., 1]
+        if cpos != re.dim() - 1:
+            re, im = re.movedim(-1, cpos), im.movedim(-1, cpos)
+        return irfftn_leading(re, im, labels, axes, sizes, norm="ortho", radix=self.export_radix)
 
 
 class SpectralTransform(nn.Module):

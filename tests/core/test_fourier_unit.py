@@ -48,7 +48,10 @@ def ref_fourier_unit(fu: FourierUnit, x: torch.Tensor) -> torch.Tensor:
     sizes = tuple(x.shape[a] for a in axes)
     spec = torch.fft.rfftn(x, dim=axes, norm="ortho")
     z = torch.stack((spec.real, spec.imag), dim=2).reshape(b, 2 * c, *spec.shape[2:])
-    z = fu.act(fu.bn(fu.conv(z)))
+    # point-wise conv / BN / ReLU over channels, statistics over batch and all positions:
+    # apply fu's channel-last modules to the (B * positions, 2C) matrix in natural order
+    z = z.movedim(1, -1)
+    z = fu.act(fu.bn(fu.conv(z.reshape(-1, 2 * c)))).reshape(z.shape).movedim(-1, 1)
     z = z.reshape(b, c, 2, *z.shape[2:])
     return torch.fft.irfftn(torch.complex(z[:, :, 0], z[:, :, 1]), s=sizes, dim=axes, norm="ortho")
 
