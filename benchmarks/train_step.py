@@ -221,6 +221,7 @@ def main() -> None:
          f"- busiest other processes at start: {C.busy_processes() or 'none above 5% CPU'}"])
     print("\n".join(head), flush=True)
 
+    out_name = args.output or (f"{NAME}_quick" if args.quick else NAME)
     results = []
     workdir = Path(tempfile.mkdtemp(prefix="fnoreg_bench_train_"))
     try:
@@ -234,6 +235,9 @@ def main() -> None:
             res, failure = C.run_child(__file__, case, workdir / f"case_{i}.json", args.case_timeout)
             res["failure"] = failure
             results.append((cfg, res))
+            if i + 1 < len(todo):  # keep what is done if the run is interrupted
+                C.write_results(out_name, head + ["", f"**PARTIAL: {i + 1} of {len(todo)} configurations done "
+                                                  f"(run interrupted or still running)**", ""] + tables(results, args))
             print(f"[case {i + 1}/{len(todo)}] {label} done in {time.perf_counter() - t0:.0f} s"
                   + (f" ({failure or res.get('error')})" if failure or res.get("error") else ""),
                   file=sys.stderr, flush=True)
@@ -244,7 +248,7 @@ def main() -> None:
 
     lines = head + [""] + tables(results, args) + [""] + C.footer(fingerprint)
     print("\n".join(lines[len(head):]), flush=True)
-    path = C.write_results(args.output or (f"{NAME}_quick" if args.quick else NAME), lines)
+    path = C.write_results(out_name, lines)
     print(f"\nwritten to {os.path.relpath(path, C.ROOT)}", file=sys.stderr)
 
 
