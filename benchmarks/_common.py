@@ -258,7 +258,7 @@ def busy_processes(limit: int = 3) -> str:
     rows = []
     for line in out:
         parts = line.split(None, 2)
-        if len(parts) < 3 or int(parts[0]) == me or float(parts[1]) < 5:
+        if len(parts) < 3 or int(parts[0]) == me or float(parts[1]) < 5 or parts[2].startswith("ps "):
             continue
         rows.append(f"{parts[2][:60]} ({parts[1]}% CPU)")
     return "; ".join(rows[:limit])
