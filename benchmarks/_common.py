@@ -336,3 +336,22 @@ def ratio(a, b) -> str:
 
 def median_of(m):
     return m["median_ms"] if isinstance(m, dict) and "median_ms" in m else None
+
+
+def add_case_runner_args(parser, name: str, unit: str, case_timeout_s: float) -> None:
+    """The options every case-per-process benchmark shares (memory cap, timeout, quiet-machine wait,
+    output name, and the hidden child-process options). ``unit`` names a case in help texts."""
+    import argparse
+
+    parser.add_argument("--mem-limit-gb", type=float, default=None,
+                        help=f"address-space cap per {unit}, so an OOM is reported (default 85%% of MemAvailable; 0: none)")
+    parser.add_argument("--case-timeout", type=float, default=case_timeout_s,
+                        help=f"seconds per {unit} (default {case_timeout_s:g})")
+    parser.add_argument("--max-other-load", type=float, default=0.2,
+                        help=f"before each {unit}, wait until other processes use fewer cores than this (default 0.2)")
+    parser.add_argument("--max-wait", type=float, default=600,
+                        help=f"longest wait for a quiet machine before each {unit}, seconds (default 600; 0: no wait)")
+    parser.add_argument("--output", default=None,
+                        help=f"results file name under benchmarks/results/ (default {name}, {name}_quick with --quick)")
+    parser.add_argument("--_case", help=argparse.SUPPRESS)
+    parser.add_argument("--_out", help=argparse.SUPPRESS)

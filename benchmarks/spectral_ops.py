@@ -317,17 +317,7 @@ def main() -> None:
                    help="stop adding timed runs to a measurement after this many seconds (default 30)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX exports and onnxruntime timings")
     p.add_argument("--no-profile", action="store_true", help="skip the op hotspot profiles")
-    p.add_argument("--mem-limit-gb", type=float, default=None,
-                   help="address-space cap per case, so an OOM is reported (default 85%% of MemAvailable; 0: none)")
-    p.add_argument("--case-timeout", type=float, default=3600, help="seconds per (layer, size) case")
-    p.add_argument("--max-other-load", type=float, default=0.2,
-                   help="before each case, wait until other processes use fewer cores than this (default 0.2)")
-    p.add_argument("--max-wait", type=float, default=600,
-                   help="longest wait for a quiet machine before each case, seconds (default 600; 0: no wait)")
-    p.add_argument("--output", default=None,
-                   help=f"results file name under benchmarks/results/ (default {NAME}, {NAME}_quick with --quick)")
-    p.add_argument("--_case", help=argparse.SUPPRESS)
-    p.add_argument("--_out", help=argparse.SUPPRESS)
+    C.add_case_runner_args(p, NAME, "(layer, size) case", 3600)
     args = p.parse_args()
     if args._case:
         run_case(json.loads(args._case), args._out)

@@ -177,17 +177,7 @@ def main() -> None:
     p.add_argument("--models", nargs="*", default=None, help="restrict to these model names")
     p.add_argument("--presets", nargs="*", default=None, help="restrict to these preset names")
     p.add_argument("--no-profile", action="store_true", help="skip the profiled extra step (op hotspots)")
-    p.add_argument("--mem-limit-gb", type=float, default=None,
-                   help="address-space cap per configuration (default 85%% of MemAvailable; 0: none)")
-    p.add_argument("--case-timeout", type=float, default=1800, help="seconds per configuration (default 1800)")
-    p.add_argument("--max-other-load", type=float, default=0.2,
-                   help="before each configuration, wait until other processes use fewer cores than this (default 0.2)")
-    p.add_argument("--max-wait", type=float, default=600,
-                   help="longest wait for a quiet machine before each configuration, seconds (default 600; 0: no wait)")
-    p.add_argument("--output", default=None,
-                   help=f"results file name under benchmarks/results/ (default {NAME}, {NAME}_quick with --quick)")
-    p.add_argument("--_case", help=argparse.SUPPRESS)
-    p.add_argument("--_out", help=argparse.SUPPRESS)
+    C.add_case_runner_args(p, NAME, "configuration", 1800)
     args = p.parse_args()
     if args._case:
         run_case(json.loads(args._case), args._out)

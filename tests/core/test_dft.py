@@ -24,15 +24,6 @@ from fnoreg_core.layers.dft import (
 RTOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread is as fast on an idle machine and avoids OpenMP spin-wait
-    slow-downs (5-10x measured) when the 2 cores are shared with another process."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # (input shape, transformed axes): 2D all axes, the 2D reference quirk (axis -2 only), 3D all axes.
 # Sizes mix even / odd / prime lengths and lengths that split (30 = 5 x 6, 48 = 6 x 8 or 16 x 3).
 CASES = [

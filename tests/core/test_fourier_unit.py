@@ -15,15 +15,6 @@ from fnoreg_core.layers.fourier_unit import FourierUnit, SpectralTransform, Spec
 RTOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread is as fast on an idle machine and avoids OpenMP spin-wait
-    slow-downs (5-10x measured) when the 2 cores are shared with another process."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # (spatial size, fft_axes, export_radix): odd / prime sizes, splits (48 = 16 x 3, 30 = 5 x 6)
 CASES = {
     "2d-all": ((12, 17), None, 16),

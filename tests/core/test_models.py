@@ -42,16 +42,6 @@ PRESETS = {"fnoreg": (FNORegConfig, FNOREG_PRESETS), "fno": (FNOConfig, FNO_PRES
 BUILD_SKIP = {("fnoreg", "3d"), ("fno", "3d")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread is as fast on an idle machine and avoids OpenMP spin-wait
-    slow-downs (5-10x measured) when the 2 cores are shared with another process."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tiny(name, dims):
     torch.manual_seed(0)
     return create_model(name, dims=dims, **TINY[(name, dims)])

@@ -14,15 +14,6 @@ from fnoreg_core.layers.spectral_conv import SpectralConv, min_size_for_modes, t
 RTOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread is as fast on an idle machine and avoids OpenMP spin-wait
-    slow-downs (5-10x measured) when the 2 cores are shared with another process."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # (n_modes, spatial size): sizes cover odd, prime and exactly-n_modes lengths
 CONFIGS = {
     "1d": ((6,), (11,)),
