@@ -1,0 +1,175 @@
+"""Model card: what a deployed FNOReg model is and how to feed it (JSON; torch-free).
+
+A card travels inside every exported ONNX file (``metadata_props["fnoreg_model_card"]``) and beside
+it as ``<file>.json``; TensorRT engines get a sidecar with the same card plus build facts. The
+runtime reads nothing but these cards and the model files themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ModelCard", "CARD_FORMAT", "ONNX_METADATA_KEY", "ModelCardError", "embed_card", "read_card"]
+
+CARD_FORMAT = "fnoreg-model-card/1"
+ONNX_METADATA_KEY = "fnoreg_model_card"
+
+
+class ModelCardError(ValueError):
+    """A card is missing, malformed, or not an FNOReg model card."""
+
+
+@dataclass
+class ModelCard:
+    """Everything a runtime needs to use an exported model correctly.
+
+    Sizes are spatial, array order ``(D, H, W)`` / ``(H, W)``.
+
+    name, version : model name (e.g. "fnoreg-3d-cpu") and its version string
+    arch, preset, dims : registry name ("fnoreg"), preset, 2 or 3
+    config : full model config (``fnoreg_core.models.config_to_dict``)
+    train_resolution : spatial size the weights were trained at
+    voxel_size_mm : training voxel size (mm per array axis), informative
+    min_size, max_size, size_multiple : accepted spatial sizes of a dynamic graph (each axis
+        ``min <= n <= max`` and ``n % size_multiple == 0``); a static graph takes ``static_size`` only
+    static_size : the one accepted size of a static graph, else None
+    precision : "fp32" | "fp16" (input/output dtype of the graph)
+    intensity_norm : :class:`fnoreg_core.intensity.IntensityNorm` as a dict
+    displacement : :data:`fnoreg_core.fields.DDF_CONVENTION`
+    inputs, outputs : ``{name: {"shape": [...], "dtype": ...}}`` with symbolic dims as strings
+    opset : ONNX opset
+    parity : measured export parity ``{"<size>": {"max_abs_vox": .., "mean_abs_vox": ..}}``
+    extra : anything else (training data, metrics, licence)
+    """
+
+    name: str
+    arch: str
+    dims: int
+    config: dict[str, Any]
+    train_resolution: list[int]
+    min_size: list[int]
+    max_size: list[int]
+    size_multiple: int = 1
+    static_size: list[int] | None = None
+    version: str = "0.1.0"
+    preset: str | None = None
+    voxel_size_mm: list[float] | None = None
+    precision: str = "fp32"
+    intensity_norm: dict[str, Any] = field(default_factory=lambda: {"method": "percentile", "high_pct": 99.5})
+    displacement: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    opset: int | None = None
+    parity: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: str = CARD_FORMAT
+
+    # -- sizes ---------------------------------------------------------------------------------
+    def accepts(self, size: tuple[int, ...] | list[int]) -> bool:
+        """Whether the graph takes spatial ``size`` directly (no resampling)."""
+        size = [int(n) for n in size]
+        if len(size) != self.dims:
+            return False
+        if self.static_size is not None:
+            return size == list(self.static_size)
+        return all(lo <= n <= hi and n % self.size_multiple == 0
+                   for n, lo, hi in zip(size, self.min_size, self.max_size))
+
+    def nearest_accepted(self, size: tuple[int, ...] | list[int]) -> list[int]:
+        """The accepted size closest to ``size`` (per axis: rounded to the multiple, clamped)."""
+        if self.static_size is not None:
+            return list(self.static_size)
+        m = self.size_multiple
+        out = []
+        for n, lo, hi in zip(size, self.min_size, self.max_size):
+            k = max(int(round(n / m)) * m, -(-lo // m) * m)
+            out.append(min(k, (hi // m) * m))
+        return out
+
+    # -- (de)serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json() + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelCard":
+        if not isinstance(values, dict) or values.get("format") != CARD_FORMAT:
+            raise ModelCardError(f"not an FNOReg model card (expected format {CARD_FORMAT!r})")
+        known = {f for f in cls.__dataclass_fields__}
+        try:
+            return cls(**{k: v for k, v in values.items() if k in known})
+        except TypeError as exc:
+            raise ModelCardError(f"malformed FNOReg model card: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelCard":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelCardError(f"model card is not valid JSON: {exc}") from None
+        return cls.from_dict(values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelCard":
+        path = Path(path)
+        if not path.is_file():
+            raise ModelCardError(f"model card {path} does not exist")
+        return cls.from_json(path.read_text())
+
+
+def embed_card(onnx_path: str | Path, card: ModelCard) -> None:
+    """Store ``card`` in the ONNX file's ``metadata_props`` (key :data:`ONNX_METADATA_KEY`), in place.
+
+    Needs the ``onnx`` package (export side). Large models keep their external-data layout.
+    """
+    import onnx
+
+    onnx_path = Path(onnx_path)
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    props[ONNX_METADATA_KEY] = card.to_json()
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(onnx_path))
+
+
+def read_card(model_path: str | Path) -> ModelCard:
+    """The card of an exported model: ``<file>.json`` beside it, else (ONNX) the embedded metadata.
+
+    Torch- and onnx-free: the embedded card is read through onnxruntime's model metadata.
+
+    Raises
+    ------
+    ModelCardError
+        No card found, or one that is not an FNOReg card: the file is not an FNOReg export.
+    """
+    model_path = Path(model_path)
+    sidecar = model_path.with_name(model_path.name + ".json")
+    if sidecar.is_file():
+        return ModelCard.load(sidecar)
+    if model_path.suffix == ".onnx" and model_path.is_file():
+        try:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            meta = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"]).get_modelmeta()
+        except Exception as exc:
+            raise ModelCardError(f"{model_path} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from None
+        text = meta.custom_metadata_map.get(ONNX_METADATA_KEY)
+        if text:
+            return ModelCard.from_json(text)
+    raise ModelCardError(f"{model_path} is not an FNOReg export: no model card (embedded or {sidecar.name}); "
+                         "export models with fnoreg-export")

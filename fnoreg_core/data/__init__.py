@@ -1,0 +1,83 @@
+"""Registration pairs from four sources behind one interface (:class:`PairSource`).
+
+``--data`` specs understood by :func:`open_source` (and so by fnoreg-train / fnoreg-eval):
+
+=================  ==========================================================================
+``synth``          SynthMorph-style synthetic pairs at any size (:mod:`.synth`), no data needed
+``templates[:DIR]``  the offline real-brain set built by ``fnoreg-data templates`` (:mod:`.templates`)
+``oasis:PATH``     OASIS-1, neurite-oasis / Learn2Reg layout, the paper's splits (:mod:`.oasis`)
+``pairs:CSV``      a user's own NIfTI pairs listed in a CSV (:mod:`.pairs`)
+=================  ==========================================================================
+
+The modules are imported lazily so that ``import fnoreg_core.data`` stays light and torch-free.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from fnoreg_core.data.base import PairSource, ResizedPairs, check_sample, resize_image, resize_labels
+
+__all__ = ["PairSource", "ResizedPairs", "check_sample", "resize_image", "resize_labels", "open_source",
+           "DataSpecError", "SPLITS"]
+
+SPLITS = ("train", "val", "test")
+
+
+class DataSpecError(ValueError):
+    """A ``--data`` spec names an unknown source or a path that does not exist."""
+
+
+def open_source(spec: str, dims: int, split: str = "train", shape: Sequence[int] | None = None,
+                seed: int = 0) -> PairSource:
+    """Open the pair source named by ``spec`` (see the module docstring).
+
+    Parameters
+    ----------
+    dims : 2 or 3
+    split : "train" | "val" | "test"
+    shape : spatial size of the returned samples (resampled if the source differs); required for
+        ``synth``, optional otherwise
+    seed : random seed (synthetic data)
+
+    Raises
+    ------
+    DataSpecError
+        Unknown source kind, a missing path, or a source that cannot serve ``dims``.
+    """
+    if split not in SPLITS:
+        raise DataSpecError(f"unknown split {split!r}, expected one of {SPLITS}")
+    if dims not in (2, 3):
+        raise DataSpecError(f"expected dims 2 or 3, got {dims}")
+    kind, _, arg = spec.partition(":")
+    if kind == "synth":
+        from fnoreg_core.data.synth import SynthPairs
+
+        if shape is None:
+            raise DataSpecError("synthetic data needs a size (e.g. --res 80x96x112)")
+        offsets = {"train": 0, "val": 1_000_003, "test": 2_000_003}
+        source: PairSource = SynthPairs(tuple(shape), n_pairs={"train": 10_000, "val": 16, "test": 32}[split],
+                                        seed=seed + offsets[split])
+    elif kind == "templates":
+        from fnoreg_core.data.templates import TemplatePairs
+
+        source = TemplatePairs(root=arg or None, dims=dims, split=split)
+    elif kind == "oasis":
+        from fnoreg_core.data.oasis import OasisPairs
+
+        if not arg:
+            raise DataSpecError("oasis needs its folder: --data oasis:/path/to/neurite-oasis")
+        source = OasisPairs(arg, dims=dims, split=split)
+    elif kind == "pairs":
+        from fnoreg_core.data.pairs import CsvPairs
+
+        if not arg:
+            raise DataSpecError("pairs needs a CSV file: --data pairs:/path/to/pairs.csv")
+        source = CsvPairs(arg, shape=shape)
+    else:
+        raise DataSpecError(f"unknown data source {spec!r}; expected synth, templates[:DIR], oasis:PATH or pairs:CSV")
+    if source.dims != dims:
+        raise DataSpecError(f"{spec!r} holds {source.dims}D pairs, but a {dims}D model was asked for")
+    if shape is not None:
+        source = source.resized(shape)
+    return source
