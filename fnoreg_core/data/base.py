@@ -107,7 +107,7 @@ class PairSource(abc.ABC, Sequence):
 
     def describe(self) -> str:
         size = "x".join(str(n) for n in self.shape)
-        labels = f", {len(self.label_names)} labels" if self.has_labels else ", no labels"
+        labels = (f", {len(self.label_names)} labels" if self.label_names else ", with labels") if self.has_labels else ", no labels"
         return f"{type(self).__name__}: {len(self)} pairs, {self.dims}D {size}{labels}"
 
 

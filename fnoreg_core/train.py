@@ -1,0 +1,498 @@
+"""fnoreg-train: train a registration network on any pair source; resumable; DDP-ready.
+
+Examples:
+  fnoreg-train --preset 2d-cpu --data synth --train-res 96x112 --steps 600 --out runs/demo2d
+  fnoreg-train --config my.yaml --steps 2000 --resume
+  fnoreg-train --preset 3d-cpu --data oasis:/data/neurite-oasis --train-res 80x96x112 --val-res 160x192x224
+  torchrun --nproc_per_node 2 -m fnoreg_core.train --preset 2d-cpu --data synth --train-res 96x112 --out runs/ddp
+
+Objective: ``similarity(warp(moving, u), fixed) + reg_weight * diffusion(u) [+ dice_weight * soft Dice]``
+with Adam (the paper's). Validation registers ``val_pairs`` pairs of the validation split at
+``val_res`` (full resolution) and reports mean Dice, % folded voxels and SDlogJ; the checkpoint with
+the best validation Dice is kept as ``best.pt`` beside ``last.pt``. Metrics go to ``metrics.csv``
+and, when the ``tensorboard`` package is installed, to TensorBoard (``OUT/tb``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainConfig", "train", "main", "parse_size", "DEFAULT_RES", "TrainError"]
+
+#: Training resolution when the data has none of its own (synthetic pairs), by dims.
+DEFAULT_RES = {2: (160, 192), 3: (80, 96, 112)}
+
+
+class TrainError(ValueError):
+    """Bad training input (preset, sizes, data, checkpoint): reported with exit code 2."""
+
+
+def parse_size(text: str | list | tuple | None) -> tuple[int, ...] | None:
+    """``"80x96x112"`` (or a list) -> ``(80, 96, 112)``; None stays None."""
+    if text is None or isinstance(text, (list, tuple)):
+        return tuple(int(n) for n in text) if text is not None else None
+    try:
+        size = tuple(int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        size = ()
+    if len(size) not in (2, 3) or min(size) < 2:
+        raise TrainError(f"expected a size like 160x192 or 80x96x112, got {text!r}")
+    return size
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved in every checkpoint and as ``OUT/config.json``)."""
+
+    model: str = "fnoreg"
+    preset: str | None = "2d-cpu"
+    dims: int | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    data: str = "synth"
+    val_data: str | None = None
+    train_res: list[int] | None = None
+    val_res: list[int] | None = None
+    loss: str = "mse"
+    reg_weight: float = 0.01
+    dice_weight: float = 0.0
+    lr: float = 1e-4
+    batch_size: int = 1
+    steps: int = 1000
+    val_every: int = 200
+    val_pairs: int = 8
+    workers: int = 0
+    seed: int = 0
+    device: str = "auto"
+    out: str = "runs/fnoreg"
+    name: str | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TrainError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
+        cfg = cls(**values)
+        cfg.train_res = list(parse_size(cfg.train_res)) if cfg.train_res is not None else None
+        cfg.val_res = list(parse_size(cfg.val_res)) if cfg.val_res is not None else None
+        return cfg
+
+    def validate(self) -> None:
+        if self.loss not in ("mse", "ncc"):
+            raise TrainError(f"unknown loss {self.loss!r}, expected mse or ncc")
+        for key in ("steps", "batch_size", "val_every", "val_pairs"):
+            if getattr(self, key) < 1:
+                raise TrainError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.lr <= 0 or self.reg_weight < 0 or self.dice_weight < 0:
+            raise TrainError("lr must be > 0 and reg_weight, dice_weight >= 0")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise TrainError(f"unknown device {self.device!r}, expected auto, cpu or cuda")
+
+
+# -- building blocks -------------------------------------------------------------------------------
+
+def build_model(cfg: TrainConfig):
+    from fnoreg_core.models import create_model
+
+    try:
+        return create_model(cfg.model, dims=cfg.dims, preset=cfg.preset, **cfg.model_options)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+
+
+def _check_size(model, size: tuple[int, ...], what: str) -> None:
+    small = model.min_spatial_size()
+    if len(size) != model.dims:
+        raise TrainError(f"{what} {'x'.join(map(str, size))} has {len(size)} axes, the model is {model.dims}D")
+    if any(n < m for n, m in zip(size, small)):
+        raise TrainError(f"{what} {'x'.join(map(str, size))} is below this model's minimum "
+                         f"{'x'.join(map(str, small))} (its Fourier modes); use a larger size or fewer modes")
+
+
+def open_sources(cfg: TrainConfig, dims: int):
+    """(train source at train_res, validation source at val_res)."""
+    from fnoreg_core.data import DataSpecError, open_source
+
+    train_res = tuple(cfg.train_res) if cfg.train_res else None
+    val_res = tuple(cfg.val_res) if cfg.val_res else None
+    if cfg.data.startswith("synth"):
+        train_res = train_res or DEFAULT_RES[dims]
+        val_res = val_res or train_res
+    try:
+        train_src = open_source(cfg.data, dims, "train", shape=train_res, seed=cfg.seed)
+        val_spec = cfg.val_data or cfg.data
+        val_src = open_source(val_spec, dims, "val", shape=val_res or (None if not val_spec.startswith("synth")
+                                                                       else train_src.shape), seed=cfg.seed)
+    except (DataSpecError, FileNotFoundError) as exc:
+        raise TrainError(str(exc)) from None
+    return train_src, val_src
+
+
+def _one_hot(labels, n_classes: int):
+    import torch.nn.functional as F
+
+    oh = F.one_hot(labels[:, 0].clamp(0, n_classes - 1), n_classes)
+    return oh.movedim(-1, 1).float()
+
+
+class Objective:
+    """similarity + reg_weight * diffusion (+ dice_weight * soft Dice). Returns (loss, parts)."""
+
+    def __init__(self, cfg: TrainConfig, n_classes: int = 0) -> None:
+        from fnoreg_core.losses import DiffusionLoss, LocalNCCLoss, MSELoss, SoftDiceLoss
+
+        self.similarity = MSELoss() if cfg.loss == "mse" else LocalNCCLoss()
+        self.diffusion = DiffusionLoss()
+        self.dice = SoftDiceLoss(include_background=False) if cfg.dice_weight > 0 and n_classes > 1 else None
+        self.cfg, self.n_classes = cfg, n_classes
+
+    def __call__(self, ddf_norm, batch):
+        from fnoreg_core.layers.spatial_transformer import warp
+
+        moved = warp(batch["moving"], ddf_norm)
+        sim = self.similarity(moved, batch["fixed"])
+        reg = self.diffusion(ddf_norm)
+        loss = sim + self.cfg.reg_weight * reg
+        parts = {"similarity": float(sim.detach()), "diffusion": float(reg.detach())}
+        if self.dice is not None and "moving_labels" in batch:
+            warped = warp(_one_hot(batch["moving_labels"], self.n_classes), ddf_norm)
+            d = self.dice(warped, _one_hot(batch["fixed_labels"], self.n_classes))
+            loss = loss + self.cfg.dice_weight * d
+            parts["soft_dice_loss"] = float(d.detach())
+        parts["loss"] = float(loss.detach())
+        return loss, parts
+
+
+def validate(model, source, device, max_pairs: int) -> dict[str, float]:
+    """Mean Dice, % folded (J <= 0) and SDlogJ over the first ``max_pairs`` pairs of ``source``."""
+    import numpy as np
+    import torch
+
+    from fnoreg_core.fields import ddf_norm_to_vox
+    from fnoreg_core.layers.spatial_transformer import warp_labels
+    from fnoreg_core.metrics import registration_report
+
+    was_training = model.training
+    model.eval()
+    dice, folded, sdlogj = [], [], []
+    with torch.no_grad():
+        for i in range(min(max_pairs, len(source))):
+            sample = source[i]
+            moving = torch.from_numpy(sample["moving"][None]).to(device)
+            fixed = torch.from_numpy(sample["fixed"][None]).to(device)
+            ddf = model(moving, fixed)
+            ddf_vox = ddf_norm_to_vox(ddf[0].cpu().numpy(), source.shape)
+            kwargs = {}
+            if source.has_labels:
+                ml = torch.from_numpy(sample["moving_labels"][None].astype(np.int64)).to(device)
+                kwargs = {"warped_labels": warp_labels(ml, ddf)[0, 0].cpu().numpy(),
+                          "fixed_labels": sample["fixed_labels"][0]}
+            rep = registration_report(ddf_vox, spacing=source.voxel_size_mm, **kwargs)
+            if "mean_dice" in rep and not math.isnan(rep["mean_dice"]):
+                dice.append(rep["mean_dice"])
+            folded.append(rep["nonpositive_jac_pct"])
+            sdlogj.append(rep["sdlogj"])
+    model.train(was_training)
+    return {"val_dice": float(np.mean(dice)) if dice else float("nan"),
+            "val_folded_pct": float(np.mean(folded)), "val_sdlogj": float(np.mean(sdlogj))}
+
+
+class _Logger:
+    """metrics.csv (appending, resume-safe) + TensorBoard when available."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.enabled, self.path, self.tb = enabled, out / "metrics.csv", None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tb"))
+        except (ImportError, ModuleNotFoundError):
+            print("fnoreg-train: tensorboard not installed (pip install tensorboard); logging to metrics.csv only",
+                  file=sys.stderr)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["step", "metric", "value"])
+            for k, v in values.items():
+                w.writerow([step, k, f"{v:.6g}"])
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError("--device cuda asked for, but no CUDA GPU is visible to PyTorch; use --device cpu")
+    return torch.device(name)
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+# -- the loop --------------------------------------------------------------------------------------
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) training; return the final metrics. Raises :class:`TrainError` on bad input."""
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from torch.utils.data import DataLoader, RandomSampler
+    from torch.utils.data.distributed import DistributedSampler
+
+    from fnoreg_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from fnoreg_core.data.torch_dataset import TorchPairs
+    from fnoreg_core.intensity import DEFAULT_NORM
+    from fnoreg_core.models import config_to_dict
+
+    cfg.validate()
+    rank, local_rank, world = _distributed()
+    device = _resolve_device(cfg.device)
+    if world > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+    main_rank = rank == 0
+    torch.manual_seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+
+    model = build_model(cfg)
+    dims = model.dims
+    train_src, val_src = open_sources(cfg, dims)
+    _check_size(model, train_src.shape, "training size")
+    _check_size(model, val_src.shape, "validation size")
+    n_classes = 0
+    if cfg.dice_weight > 0:
+        if not train_src.has_labels:
+            raise TrainError(f"--dice-weight needs labels, but {cfg.data!r} has none")
+        n_classes = max(train_src.label_names or {0: ""}) + 1
+    out = Path(cfg.out)
+    last, best = out / "last.pt", out / "best.pt"
+    model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, best_dice, history = 0, -math.inf, {}
+    if resume:
+        if not last.is_file():
+            raise TrainError(f"--resume: no checkpoint {last}; start without --resume")
+        try:
+            ckpt = load_checkpoint(last)
+        except CheckpointError as exc:
+            raise TrainError(str(exc)) from None
+        if ckpt["config"] != config_to_dict(model):
+            raise TrainError(f"--resume: {last} holds a different model ({ckpt['config']}); "
+                             "use the same preset and options, or another --out")
+        model.load_state_dict(ckpt["state_dict"])
+        optimiser.load_state_dict(ckpt["optimizer"])
+        step, best_dice = int(ckpt["step"]), float(ckpt.get("best_val_dice", -math.inf))
+        if main_rank:
+            print(f"resumed {last} at step {step}")
+    elif last.exists():
+        raise TrainError(f"{last} exists; pass --resume to continue that run, or choose another --out")
+    if step >= cfg.steps:
+        raise TrainError(f"the run is already at step {step} >= --steps {cfg.steps}; raise --steps to train on")
+
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    dataset = TorchPairs(train_src)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    if world > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(step)
+    else:
+        sampler = RandomSampler(dataset, replacement=True, num_samples=10**9, generator=gen)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                        drop_last=True, persistent_workers=cfg.workers > 0)
+    objective = Objective(cfg, n_classes)
+    logger = _Logger(out, main_rank)
+
+    def save(path: Path, metrics: dict[str, float]) -> None:
+        save_checkpoint(path, model, step=step, optimizer=optimiser.state_dict(), metrics=metrics,
+                        best_val_dice=best_dice, train_config=dataclasses.asdict(cfg),
+                        train_resolution=list(train_src.shape), voxel_size_mm=list(val_src.voxel_size_mm or []),
+                        intensity_norm=DEFAULT_NORM.to_dict(),
+                        name=cfg.name or f"{cfg.model}-{cfg.preset or 'custom'}",
+                        label_names={str(k): v for k, v in (val_src.label_names or {}).items()})
+
+    bar = None
+    if main_rank and progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        except ImportError:
+            bar = None
+    if main_rank:
+        print(f"training {cfg.model}/{cfg.preset} {dims}D on {train_src.describe()}; validating on "
+              f"{val_src.describe()}; {world} process(es) on {device}")
+    metrics: dict[str, float] = {}
+    net.train()
+    t0 = time.perf_counter()
+    epoch_iter = iter(loader)
+    while step < cfg.steps:
+        try:
+            batch = next(epoch_iter)
+        except StopIteration:  # DistributedSampler: one pass per epoch
+            if world > 1:
+                sampler.set_epoch(step)
+            epoch_iter = iter(loader)
+            batch = next(epoch_iter)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        ddf = net(batch["moving"], batch["fixed"])
+        loss, parts = objective(ddf, batch)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss became {float(loss)} at step {step + 1}; lower --lr")
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts['loss']:.4g}")
+        if main_rank and (step % 10 == 0 or step == cfg.steps):
+            logger.log(step, {f"train/{k}": v for k, v in parts.items()})
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            if main_rank:
+                metrics = validate(model, val_src, device, cfg.val_pairs)
+                metrics["train_loss"] = parts["loss"]
+                metrics["elapsed_s"] = time.perf_counter() - t0
+                logger.log(step, {f"val/{k[4:]}" if k.startswith("val_") else k: v for k, v in metrics.items()})
+                improved = not math.isnan(metrics["val_dice"]) and metrics["val_dice"] > best_dice
+                if improved:
+                    best_dice = metrics["val_dice"]
+                save(last, metrics)
+                if improved or not best.exists():
+                    save(best, metrics)
+                msg = (f"step {step}: loss {parts['loss']:.4g}, val Dice {metrics['val_dice']:.4f}, "
+                       f"folded {metrics['val_folded_pct']:.3f} %, SDlogJ {metrics['val_sdlogj']:.3f}")
+                (bar.write if bar is not None else print)(msg)
+                history[step] = metrics
+            if world > 1:
+                dist.barrier()
+    if bar is not None:
+        bar.close()
+    logger.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"step": step, "best_val_dice": best_dice, **metrics}
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fnoreg-train", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help="YAML file of TrainConfig keys; flags given here override it")
+    p.add_argument("--model", help="fnoreg | fno | voxelmorph. Default: fnoreg")
+    p.add_argument("--preset", help="model preset (2d-small, 2d-medium, 2d-large, 3d, 2d-cpu, 3d-cpu). Default: 2d-cpu")
+    p.add_argument("--dims", type=int, choices=(2, 3), help="2 or 3 (default: the preset's)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config override, e.g. hidden_channels=24 (JSON values); repeatable")
+    p.add_argument("--data", help="synth | templates[:DIR] | oasis:PATH | pairs:CSV. Default: synth")
+    p.add_argument("--val-data", help="validation source (default: --data, split val)")
+    p.add_argument("--train-res", help="training size, e.g. 80x96x112 (default: the data's; synth: 160x192 / 80x96x112)")
+    p.add_argument("--val-res", help="validation size (default: the data's full size)")
+    p.add_argument("--loss", choices=("mse", "ncc"))
+    p.add_argument("--reg-weight", type=float, help="diffusion weight lambda. Default: 0.01")
+    p.add_argument("--dice-weight", type=float, help="soft Dice weight (needs labels). Default: 0")
+    p.add_argument("--lr", type=float, help="Adam learning rate. Default: 1e-4")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--steps", type=int, help="total optimiser steps. Default: 1000")
+    p.add_argument("--val-every", type=int)
+    p.add_argument("--val-pairs", type=int)
+    p.add_argument("--workers", type=int, help="DataLoader worker processes. Default: 0")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda. Default: auto")
+    p.add_argument("--out", help="run folder (checkpoints, metrics.csv, tb/). Default: runs/fnoreg")
+    p.add_argument("--name", help="model name for checkpoints and exports")
+    p.add_argument("--resume", action="store_true", help="continue OUT/last.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        import yaml
+
+        if not args.config.is_file():
+            raise TrainError(f"config file {args.config} does not exist")
+        try:
+            loaded = yaml.safe_load(args.config.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise TrainError(f"{args.config} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise TrainError(f"{args.config} must hold a mapping of TrainConfig keys")
+        values.update(loaded)
+    for key in ("model", "preset", "dims", "data", "val_data", "train_res", "val_res", "loss", "reg_weight",
+                "dice_weight", "lr", "batch_size", "steps", "val_every", "val_pairs", "workers", "seed", "device",
+                "out", "name"):
+        v = getattr(args, key)
+        if v is not None:
+            values[key] = v
+    options = dict(values.get("model_options") or {})
+    for item in args.model_option:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise TrainError(f"--model-option expects KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    values["model_options"] = options
+    return TrainConfig.from_dict(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    except TrainError as exc:
+        print(f"fnoreg-train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fnoreg-train: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    if _distributed()[0] == 0:
+        print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in result.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

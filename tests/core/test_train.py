@@ -1,0 +1,94 @@
+"""fnoreg-train: a tiny end-to-end run, resume, YAML config, bad input (exit 2), DDP on gloo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fnoreg_core.checkpoint import load_checkpoint, load_model
+from fnoreg_core.train import main
+
+TINY = ["--preset", "2d-cpu", "--model-option", "hidden_channels=4", "--model-option", "n_layers=1",
+        "--model-option", "n_modes=[8,8]", "--model-option", "projection_channels=8",
+        "--train-res", "24x32", "--val-pairs", "2", "--lr", "1e-3", "--no-progress"]
+
+
+def _run(tmp_path: Path, *extra: str) -> int:
+    return main([*TINY, "--out", str(tmp_path / "run"), *extra])
+
+
+def test_train_writes_checkpoints_and_metrics_then_resumes(tmp_path, capsys):
+    assert _run(tmp_path, "--steps", "4", "--val-every", "2") == 0
+    run = tmp_path / "run"
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["step"] == 4 and ckpt["train_resolution"] == [24, 32]
+    assert {"val_dice", "val_folded_pct", "val_sdlogj"} <= set(ckpt["metrics"])
+    assert ckpt["train_config"]["data"] == "synth" and "state" in ckpt["optimizer"]
+    assert (run / "best.pt").is_file() and json.loads((run / "config.json").read_text())["steps"] == 4
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert {"train/loss", "val/dice"} <= {r["metric"] for r in rows}
+    model, _ = load_model(run / "last.pt")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    assert _run(tmp_path, "--steps", "6", "--val-every", "3", "--resume") == 0
+    assert "resumed" in capsys.readouterr().out
+    resumed = load_checkpoint(run / "last.pt")
+    assert resumed["step"] == 6
+    assert any(not torch.equal(before[k], v) for k, v in resumed["state_dict"].items())
+
+
+def test_yaml_config_with_cli_override(tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("preset: 2d-cpu\nmodel_options: {hidden_channels: 4, n_layers: 1, n_modes: [8, 8], "
+                   "projection_channels: 8}\ntrain_res: 24x32\nsteps: 50\nval_pairs: 1\n")
+    assert main(["--config", str(cfg), "--steps", "2", "--out", str(tmp_path / "y"), "--no-progress"]) == 0
+    assert load_checkpoint(tmp_path / "y" / "last.pt")["step"] == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--preset", "4d-huge"], "unknown preset"),
+    (["--train-res", "4x6"], "below this model's minimum"),
+    (["--data", "oasis:/no/such/folder"], "/no/such/folder"),
+    (["--data", "pairs:/no/such.csv"], "/no/such.csv"),
+    (["--data", "imagenet"], "unknown data source"),
+    (["--loss", "mse", "--steps", "0"], "steps must be >= 1"),
+])
+def test_bad_input_exits_2(tmp_path, capsys, args, message):
+    argv = [*TINY, "--steps", "2", "--out", str(tmp_path / "bad")]
+    for i in range(0, len(args), 2):  # later flags win
+        argv += args[i:i + 2]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "last.pt").exists()
+
+
+def test_resume_with_another_model_exits_2(tmp_path, capsys):
+    assert _run(tmp_path, "--steps", "2") == 0
+    assert main([*TINY, "--model-option", "hidden_channels=6", "--steps", "4", "--resume",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "different model" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2  # untouched
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    assert _run(tmp_path, "--steps", "2") == 0
+    assert _run(tmp_path, "--steps", "2") == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes_on_gloo(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577",
+           "-m", "fnoreg_core.train", *TINY, "--steps", "4", "--val-every", "4", "--out", str(tmp_path / "ddp")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es)" in done.stdout
+    assert load_checkpoint(tmp_path / "ddp" / "last.pt")["step"] == 4
