@@ -2,8 +2,8 @@
 pair, optionally export to ONNX and check onnxruntime against PyTorch, and print what happened.
 
 This is the project's main job until the bundled data, models and the GUI exist (`make demo`).
-The synthetic phantom here (random smooth label blobs with per-label intensities, deformed by a
-random smooth field) is deliberately small; ``fnoreg_core.data.synth`` will replace it.
+Training pairs come from ``fnoreg_core.data.synth``; after training the model registers a held-out
+synthetic pair and the bundled real pair (``assets/demo/2d``, Colin27 -> fsaverage, 160x192).
 
 Examples:
     python -m fnoreg_core.demo
@@ -45,38 +45,41 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def synthetic_pair(size: tuple[int, int], generator, n_labels: int = 6, max_disp_vox: float = 6.0):
-    """A random phantom and a smoothly deformed copy of it (2D).
-
-    Returns
-    -------
-    moving, fixed : (1, 1, H, W) float32 in [0, 1]
-    moving_labels, fixed_labels : (1, 1, H, W) int64, 0 = background
-    """
+def _to_tensors(sample: dict):
+    """(moving, fixed, moving_labels, fixed_labels) as (1, 1, H, W) tensors from a PairSource sample."""
     import torch
-    import torch.nn.functional as F
 
-    from fnoreg_core.fields import ddf_vox_to_norm
+    return (torch.from_numpy(sample["moving"][None]), torch.from_numpy(sample["fixed"][None]),
+            torch.from_numpy(sample["moving_labels"][None].astype("int64")),
+            torch.from_numpy(sample["fixed_labels"][None].astype("int64")))
+
+
+def _register_and_report(model, sample, title: str) -> None:
+    import numpy as np
+    import torch
+
+    from fnoreg_core.fields import ddf_norm_to_vox
     from fnoreg_core.layers.spatial_transformer import warp, warp_labels
+    from fnoreg_core.metrics import registration_report
 
-    h, w = size
-    noise = torch.randn(1, n_labels + 1, h // 12, w // 12, generator=generator)
-    smooth = F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=True)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-    inside = (yy / 0.85) ** 2 + (xx / 0.8) ** 2 < 1.0  # an elliptical "head"
-    labels = smooth.argmax(1, keepdim=True)
-    labels = torch.where(inside[None, None], labels + 1, torch.zeros_like(labels))
-    means = torch.rand(n_labels + 2, generator=generator) * 0.8 + 0.2
-    means[0] = 0.0
-    image = means[labels] + 0.02 * torch.randn(labels.shape, generator=generator)
-    image = image.clamp(0, 1).float()
-    coarse = torch.randn(1, 2, 5, 6, generator=generator)
-    field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
-    field = field / field.abs().amax().clamp_min(1e-6) * max_disp_vox * (0.5 + 0.5 * torch.rand(1, generator=generator))
-    ddf = ddf_vox_to_norm(field, (h, w))
-    moving = warp(image, ddf)
-    moving_labels = warp_labels(labels, ddf)
-    return moving, image, moving_labels, labels
+    moving, fixed, moving_labels, fixed_labels = _to_tensors(sample)
+    shape = tuple(fixed.shape[2:])
+    with torch.no_grad():
+        model(moving, fixed)  # warm-up: builds the DFT bases for this size
+        t1 = time.perf_counter()
+        ddf = model(moving, fixed)
+        moved = warp(moving, ddf)
+        register_s = time.perf_counter() - t1
+        moved_labels = warp_labels(moving_labels, ddf)
+    ddf_vox = ddf_norm_to_vox(ddf[0].numpy(), shape)
+    before = registration_report(warped_labels=moving_labels[0, 0].numpy(), fixed_labels=fixed_labels[0, 0].numpy())
+    after = registration_report(ddf_vox, moved_labels[0, 0].numpy(), fixed_labels[0, 0].numpy())
+    print(f"\n{title} ({'x'.join(map(str, shape))}):")
+    print(f"  mean Dice  before {before['mean_dice']:.3f}  after {after['mean_dice']:.3f}  ({after['n_labels']} labels)")
+    print(f"  MSE        before {float(((moving - fixed) ** 2).mean()):.5f}  after {float(((moved - fixed) ** 2).mean()):.5f}")
+    print(f"  folded voxels (J <= 0) {after['nonpositive_jac_pct']:.3f} %   SDlogJ {after['sdlogj']:.3f}")
+    print(f"  max displacement {np.abs(ddf_vox).max():.2f} voxel   registration time {register_s * 1000:.1f} ms")
+    return moving, fixed, ddf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,16 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from fnoreg_core.fields import ddf_norm_to_vox
-    from fnoreg_core.layers.spatial_transformer import warp, warp_labels
+    from fnoreg_core.layers.spatial_transformer import warp
     from fnoreg_core.losses import DiffusionLoss, MSELoss
-    from fnoreg_core.metrics import registration_report
     from fnoreg_core.models import create_model
+
+    from pathlib import Path
+
+    from fnoreg_core.data import open_source
+    from fnoreg_core.data.synth import SynthPairs
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
     h, w = args.size
+    synth = SynthPairs((h, w), seed=args.seed)
     model = create_model("fnoreg", preset="2d-cpu")
     n_params = sum(p.numel() for p in model.parameters())
     print(f"FNOReg demo: preset 2d-cpu ({n_params / 1e6:.2f} M parameters), synthetic 2D pairs {h}x{w}, "
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     losses = []
     model.train()
     for step in range(1, args.steps + 1):
-        pairs = [synthetic_pair((h, w), gen) for _ in range(args.batch)]
+        pairs = [_to_tensors(synth[(step - 1) * args.batch + i]) for i in range(args.batch)]
         moving = torch.cat([p[0] for p in pairs])
         fixed = torch.cat([p[1] for p in pairs])
         ddf = model(moving, fixed)
@@ -124,24 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.perf_counter() - t0
 
     model.eval()
-    test_gen = torch.Generator().manual_seed(10_000 + args.seed)
-    moving, fixed, moving_labels, fixed_labels = synthetic_pair((h, w), test_gen)
-    with torch.no_grad():
-        t1 = time.perf_counter()
-        ddf = model(moving, fixed)
-        moved = warp(moving, ddf)
-        register_s = time.perf_counter() - t1
-        moved_labels = warp_labels(moving_labels, ddf)
-    ddf_vox = ddf_norm_to_vox(ddf[0].numpy(), (h, w))
-    before = registration_report(warped_labels=moving_labels[0, 0].numpy(), fixed_labels=fixed_labels[0, 0].numpy())
-    after = registration_report(ddf_vox, moved_labels[0, 0].numpy(), fixed_labels[0, 0].numpy())
-    mse_before = float(((moving - fixed) ** 2).mean())
-    mse_after = float(((moved - fixed) ** 2).mean())
-    print(f"\nTrained {args.steps} steps in {train_s:.1f} s. Held-out synthetic pair (seed {10_000 + args.seed}):")
-    print(f"  mean Dice  before {before['mean_dice']:.3f}  after {after['mean_dice']:.3f}  ({after['n_labels']} labels)")
-    print(f"  MSE        before {mse_before:.5f}  after {mse_after:.5f}")
-    print(f"  folded voxels (J <= 0) {after['nonpositive_jac_pct']:.3f} %   SDlogJ {after['sdlogj']:.3f}")
-    print(f"  max displacement {np.abs(ddf_vox).max():.2f} voxel   registration time {register_s * 1000:.1f} ms")
+    print(f"\nTrained {args.steps} steps in {train_s:.1f} s.")
+    held_out = SynthPairs((h, w), seed=10_000 + args.seed)[0]
+    moving, fixed, ddf = _register_and_report(model, held_out, f"Held-out synthetic pair (seed {10_000 + args.seed})")
+    demo = Path(__file__).resolve().parents[1] / "assets" / "demo" / "2d" / "pairs.csv"
+    if demo.is_file():
+        real = open_source(f"pairs:{demo}", dims=2)[0]
+        _register_and_report(model, real, "Real demo pair, Colin27 -> fsaverage axial slice, 12 labels, "
+                                          "applied at a resolution it was not trained at")
 
     if args.export:
         import tempfile

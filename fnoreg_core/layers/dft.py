@@ -375,7 +375,6 @@ def _inverse_axis(re, im, axis: int, n, n1: int, scale) -> Pair:
 
 def _inverse_onesided_axis(re, im, axis: int, n, n1: int, scale) -> torch.Tensor:
     """Inverse of the one-sided :func:`_forward_axis` with ``irfft`` semantics (real output)."""
-    n2 = n // n1
     k2_full, r = (n // 2) // n1, (n // 2) % n1
     shape = list(re.shape)
     head_shape = _split_shape(shape, axis, n1, k2_full)
