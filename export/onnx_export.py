@@ -9,16 +9,22 @@ import logging
 import warnings
 from pathlib import Path
 
-__all__ = ["export_onnx", "DEFAULT_OPSET", "INPUT_NAMES", "OUTPUT_NAMES"]
+__all__ = ["export_onnx", "convert_to_fp16", "io_spec", "graph_opset", "size_range", "DEFAULT_OPSET",
+           "DEFAULT_MAX_SIZE", "INPUT_NAMES", "OUTPUT_NAMES"]
 
 #: Opset 20 is the first with 5-D GridSample; all our graphs use it.
 DEFAULT_OPSET = 20
 INPUT_NAMES = ("moving", "fixed")
 OUTPUT_NAMES = ("ddf_norm",)
+#: Upper bound of every spatial axis of a dynamic graph (the symbolic dims' range).
+DEFAULT_MAX_SIZE = 1024
+#: Weights above this many bytes go to an external ``<file>.data`` (protobuf files stop at 2 GiB).
+_INLINE_LIMIT = 1_500_000_000
 
 
 def export_onnx(model, path: str | Path, example_size: tuple[int, ...], dynamic: bool = True,
-                opset: int = DEFAULT_OPSET, max_size: int = 1024) -> Path:
+                opset: int = DEFAULT_OPSET, max_size: int = DEFAULT_MAX_SIZE,
+                external_data: bool | None = None) -> Path:
     """Export ``model(moving, fixed) -> ddf_norm`` to ``path``.
 
     Parameters
@@ -31,6 +37,9 @@ def export_onnx(model, path: str | Path, example_size: tuple[int, ...], dynamic:
         ``model.size_multiple()``, up to ``max_size``); otherwise a static graph for batch 1 and
         exactly ``example_size``
     opset : ONNX opset (>= 20)
+    max_size : largest size of every spatial axis of a dynamic graph
+    external_data : weights in a separate ``<file>.data``; None (default): only when they are too
+        large for one protobuf file (> 1.5 GB), so ordinary models are one self-contained file
 
     Returns
     -------
@@ -73,6 +82,9 @@ def export_onnx(model, path: str | Path, example_size: tuple[int, ...], dynamic:
         dynamic_shapes = {"moving": shape, "fixed": shape}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if external_data is None:
+        n_bytes = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+        external_data = n_bytes > _INLINE_LIMIT
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -80,7 +92,7 @@ def export_onnx(model, path: str | Path, example_size: tuple[int, ...], dynamic:
             torch.onnx.export(
                 model, (moving, fixed), str(path), dynamo=True, opset_version=opset,
                 input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                dynamic_shapes=dynamic_shapes, verbose=False,
+                dynamic_shapes=dynamic_shapes, verbose=False, external_data=external_data,
             )
         onnx.checker.check_model(str(path))
     except BaseException:
@@ -88,3 +100,164 @@ def export_onnx(model, path: str | Path, example_size: tuple[int, ...], dynamic:
         Path(str(path) + ".data").unlink(missing_ok=True)
         raise
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# facts about an exported graph (for model cards, Triton configs and checks)
+
+_DTYPE_NAMES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 6: "int32", 7: "int64", 9: "bool",
+                2: "uint8", 3: "int8"}
+
+
+def size_range(model, dynamic: bool = True, max_size: int = DEFAULT_MAX_SIZE) -> tuple[list[int], list[int], int]:
+    """Spatial sizes a graph of ``model`` accepts: ``(min_size, max_size, size_multiple)`` per axis.
+
+    A dynamic graph takes every size ``min <= n <= max`` with ``n % size_multiple == 0`` on each
+    axis (the multiple comes from the factorised Fourier transforms, ``model.size_multiple()``);
+    a static graph's range is its one size, so callers pass ``dynamic=False`` to get multiple 1.
+    """
+    multiple = int(model.size_multiple()) if dynamic else 1
+    lows = []
+    for n in model.min_spatial_size():
+        lo = max(int(n), 2, multiple if multiple > 1 else 2)
+        lows.append(-(-lo // multiple) * multiple)
+    high = (int(max_size) // multiple) * multiple
+    return lows, [high] * model.dims, multiple
+
+
+def _value_info_spec(value) -> dict:
+    tensor_type = value.type.tensor_type
+    shape = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            shape.append(int(dim.dim_value))
+        else:
+            shape.append(dim.dim_param or "?")
+    return {"shape": shape, "dtype": _DTYPE_NAMES.get(tensor_type.elem_type, str(tensor_type.elem_type))}
+
+
+def io_spec(path: str | Path) -> tuple[dict, dict]:
+    """``(inputs, outputs)`` of an ONNX file as ``{name: {"shape": [...], "dtype": "float32"}}``.
+
+    Symbolic dimensions are their names (e.g. ``"batch"``, ``"16*d"``); weights are not loaded.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {t.name for t in graph.initializer}
+    inputs = {v.name: _value_info_spec(v) for v in graph.input if v.name not in inits}
+    outputs = {v.name: _value_info_spec(v) for v in graph.output}
+    return inputs, outputs
+
+
+def graph_opset(path: str | Path) -> int:
+    """The default-domain (``ai.onnx``) opset of an ONNX file."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise ValueError(f"{path} imports no default-domain opset")
+
+
+# ---------------------------------------------------------------------------------------------
+# fp16 graphs
+
+#: Node inputs that ONNX requires to stay float32 whatever the data type (op_type -> input indices).
+_KEEP_FLOAT32_INPUTS = {"Resize": {2}}
+#: Largest finite float16.
+_FP16_MAX = 65504.0
+
+
+def convert_to_fp16(src: str | Path, dst: str | Path) -> dict:
+    """Write an fp16 copy of the float32 ONNX graph ``src`` to ``dst``; returns conversion facts.
+
+    Every float32 tensor becomes float16: weights and constants (rounded to nearest, values beyond
+    +-65504 clipped), graph inputs and outputs, intermediate value types, and ``Cast(to=float)``
+    nodes (the dynamic graph computes its Fourier bases in float64 and casts them: now straight to
+    float16). float64, integer and bool tensors are untouched. Inputs and outputs are float16, so
+    the graph is fp16 end to end; TensorRT >= 11 (strongly typed networks) builds fp16 kernels
+    from exactly this. The result passes ``onnx.checker`` and strict type inference, else
+    ValueError; ``dst`` is written atomically and removed again on failure.
+
+    Returns
+    -------
+    ``{"clipped": n values clipped to the fp16 range, "underflow": n nonzero weights that
+    became 0, "converted_initializers": n}``
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src))
+    facts = {"clipped": 0, "underflow": 0, "converted_initializers": 0}
+    keep = set()
+    graphs = []
+
+    def collect(graph):
+        graphs.append(graph)
+        for node in graph.node:
+            for index in _KEEP_FLOAT32_INPUTS.get(node.op_type, ()):
+                if index < len(node.input) and node.input[index]:
+                    keep.add(node.input[index])
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    collect(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for g in attr.graphs:
+                        collect(g)
+
+    collect(model.graph)
+
+    def half(tensor):
+        values = numpy_helper.to_array(tensor).astype(np.float32)
+        facts["clipped"] += int(np.count_nonzero(np.abs(values) > _FP16_MAX))
+        converted = np.clip(values, -_FP16_MAX, _FP16_MAX).astype(np.float16)
+        facts["underflow"] += int(np.count_nonzero((converted == 0) & (values != 0)))
+        out = numpy_helper.from_array(converted, tensor.name)
+        return out
+
+    def retype(value):
+        tensor_type = value.type.tensor_type
+        if tensor_type.elem_type == TensorProto.FLOAT and value.name not in keep:
+            tensor_type.elem_type = TensorProto.FLOAT16
+
+    for graph in graphs:
+        for i, tensor in enumerate(graph.initializer):
+            if tensor.data_type == TensorProto.FLOAT and tensor.name not in keep:
+                graph.initializer[i].CopyFrom(half(tensor))
+                facts["converted_initializers"] += 1
+        for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+            retype(value)
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT:
+                    if not (node.op_type == "Constant" and node.output[0] in keep):
+                        attr.t.CopyFrom(half(attr.t))
+                elif attr.name in ("to", "dtype") and attr.type == onnx.AttributeProto.INT \
+                        and attr.i == TensorProto.FLOAT and not any(o in keep for o in node.output):
+                    attr.i = TensorProto.FLOAT16
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        onnx.checker.check_model(model, full_check=False)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        large = model.ByteSize() > _INLINE_LIMIT
+        if large:
+            onnx.save(model, str(tmp), save_as_external_data=True, location=dst.name + ".data")
+        else:
+            onnx.save(model, str(tmp))
+        onnx.checker.check_model(str(tmp))
+        tmp.replace(dst)
+    except onnx.checker.ValidationError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"the fp16 copy of {src.name} is not a valid ONNX graph: {exc}") from None
+    except onnx.shape_inference.InferenceError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"the fp16 copy of {src.name} has inconsistent types: {exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return facts

@@ -1,0 +1,209 @@
+"""Build TensorRT engines from static ONNX graphs and run them once (TensorRT imported lazily).
+
+One engine per resolution: the static graph ``model.<DxHxW>[.fp16].onnx`` is parsed with
+``trt.OnnxParser`` into a strongly typed network (TensorRT >= 10: precision comes from the graph;
+TensorRT 11 has no other way), built with ``build_serialized_network`` for exactly that shape, and
+written as ``model.<DxHxW>.<fp16|fp32>.engine``. fp32 engines are built without TF32 so that they
+keep float32 accuracy (the 1e-3 voxel parity bound). Engines are tied to the GPU architecture and
+the TensorRT version they were built with; both go into the sidecar.
+
+GPU buffers for the test run are PyTorch CUDA tensors (``set_tensor_address`` + ``execute_async_v3``
+on a torch stream), so a CUDA build of PyTorch is needed beside TensorRT.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TensorRTUnavailable", "EngineBuildError", "INSTALL_HINT", "tensorrt_status", "require_tensorrt",
+           "gpu_facts", "build_engine", "run_engine"]
+
+INSTALL_HINT = (
+    "TensorRT engines need an NVIDIA GPU with its CUDA driver, a CUDA build of PyTorch and the TensorRT "
+    "Python package: pip install tensorrt-cu12 (CUDA 12) or tensorrt-cu13 (CUDA 13), or pip install "
+    "'fnoreg[gpu]'. The ONNX files work without it (onnxruntime or onnxruntime-gpu)."
+)
+
+
+class TensorRTUnavailable(RuntimeError):
+    """TensorRT or a CUDA GPU is missing; the message says what to install."""
+
+
+class EngineBuildError(RuntimeError):
+    """TensorRT could not parse the graph or build/run the engine."""
+
+
+def tensorrt_status() -> tuple[bool, str]:
+    """``(available, reason)``: whether TensorRT and a CUDA GPU can be used here, and if not, why."""
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken install raising OSError on its libraries
+        return False, f"the TensorRT Python package is not importable ({type(exc).__name__}: {exc})"
+    try:
+        import torch
+    except ImportError:
+        return False, "PyTorch is not installed (it provides the GPU buffers)"
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU is visible to PyTorch (CPU-only build, no NVIDIA driver, or no GPU)"
+    return True, f"TensorRT {tensorrt.__version__} on {torch.cuda.get_device_name(0)}"
+
+
+def require_tensorrt():
+    """The ``tensorrt`` module, or :class:`TensorRTUnavailable` with what to install."""
+    ok, reason = tensorrt_status()
+    if not ok:
+        raise TensorRTUnavailable(f"cannot build TensorRT engines: {reason}. {INSTALL_HINT}")
+    import tensorrt
+
+    return tensorrt
+
+
+def gpu_facts() -> dict[str, Any]:
+    """Name and compute capability of the current CUDA device, and the TensorRT/CUDA versions."""
+    import tensorrt as trt
+    import torch
+
+    device = torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(device)
+    return {"tensorrt_version": trt.__version__, "gpu_name": torch.cuda.get_device_name(device),
+            "compute_capability": f"{major}.{minor}", "cuda_version": torch.version.cuda}
+
+
+def _logger(trt):
+    return trt.Logger(trt.Logger.WARNING)
+
+
+def _network_flags(trt) -> int:
+    flags = 0
+    creation = trt.NetworkDefinitionCreationFlag
+    strongly = getattr(creation, "STRONGLY_TYPED", None)
+    if strongly is not None:  # TensorRT >= 10 (always on in 11, where the flag may be deprecated)
+        flags |= 1 << int(strongly)
+    major = int(str(trt.__version__).split(".")[0])
+    explicit = getattr(creation, "EXPLICIT_BATCH", None)
+    if explicit is not None and major < 10:  # TensorRT 8/9 need it for ONNX graphs
+        flags |= 1 << int(explicit)
+    return flags
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, shape: tuple[int, ...],
+                 precision: str = "fp32", workspace_bytes: int | None = None) -> dict[str, Any]:
+    """Build a serialized engine for inputs of exactly ``shape`` (``(1, 1, *spatial)``).
+
+    Parameters
+    ----------
+    onnx_path : static graph (a dynamic one works too: its optimisation profile is pinned to ``shape``)
+    engine_path : output file, written atomically
+    precision : "fp32" (TF32 disabled) or "fp16" (the graph must be fp16: strongly typed networks
+        take precision from the graph; TensorRT < 10 gets the FP16 builder flag instead)
+    workspace_bytes : builder workspace limit (default: TensorRT's, the GPU's memory)
+
+    Returns
+    -------
+    build facts: TensorRT version, GPU name and compute capability, build time in seconds, shape,
+    precision, engine size.
+
+    Raises
+    ------
+    TensorRTUnavailable, EngineBuildError
+    """
+    trt = require_tensorrt()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    shape = tuple(int(n) for n in shape)
+    logger = _logger(trt)
+    builder = trt.Builder(logger)
+    flags = _network_flags(trt)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineBuildError(f"TensorRT's ONNX parser rejected {onnx_path.name}: " + "; ".join(errors[:5]))
+    config = builder.create_builder_config()
+    if workspace_bytes:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # keep fp32 matmuls exact to float32
+    strongly = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None) is not None
+    if precision == "fp16" and not strongly:
+        config.set_flag(trt.BuilderFlag.FP16)
+    dynamic_inputs = [network.get_input(i) for i in range(network.num_inputs)
+                      if any(d < 0 for d in network.get_input(i).shape)]
+    if dynamic_inputs:
+        profile = builder.create_optimization_profile()
+        for tensor in dynamic_inputs:
+            profile.set_shape(tensor.name, shape, shape, shape)
+        config.add_optimization_profile(profile)
+    for i in range(network.num_inputs):
+        declared = tuple(network.get_input(i).shape)
+        if all(d >= 0 for d in declared) and declared != shape:
+            raise EngineBuildError(f"{onnx_path.name} takes {declared}, not the requested {shape}")
+    start = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - start
+    if serialized is None:
+        raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path.name} (see its log above)")
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = engine_path.with_name(engine_path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(memoryview(serialized))
+        os.replace(tmp, engine_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {**gpu_facts(), "build_time_s": round(seconds, 3), "input_shape": list(shape), "precision": precision,
+            "strongly_typed": strongly, "tf32": False if precision == "fp32" else None,
+            "onnx": onnx_path.name, "engine_bytes": engine_path.stat().st_size}
+
+
+_TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
+
+
+def run_engine(engine_path: str | Path, moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Run a serialized engine once on ``moving``/``fixed`` (1, 1, *spatial); the ddf as float32 numpy.
+
+    Only run engines you built (an engine file is executable code for the GPU).
+    """
+    trt = require_tensorrt()
+    import torch
+
+    engine_path = Path(engine_path)
+    runtime = trt.Runtime(_logger(trt))
+    engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+    if engine is None:
+        raise EngineBuildError(f"TensorRT could not load {engine_path.name} (built for another GPU or TensorRT?)")
+    context = engine.create_execution_context()
+    feeds = {"moving": moving, "fixed": fixed}
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if n not in inputs]
+    buffers = {}
+
+    def torch_dtype(name):
+        key = str(engine.get_tensor_dtype(name)).rsplit(".", 1)[-1]
+        return getattr(torch, _TORCH_DTYPES.get(key, "float32"))
+
+    for name in inputs:
+        if name not in feeds:
+            raise EngineBuildError(f"{engine_path.name} has an unexpected input {name!r}")
+        tensor = torch.from_numpy(np.ascontiguousarray(feeds[name])).to("cuda", torch_dtype(name)).contiguous()
+        if any(d < 0 for d in engine.get_tensor_shape(name)):
+            context.set_input_shape(name, tuple(tensor.shape))
+        buffers[name] = tensor
+        context.set_tensor_address(name, tensor.data_ptr())
+    for name in outputs:
+        shape = tuple(context.get_tensor_shape(name))
+        buffers[name] = torch.empty(shape, dtype=torch_dtype(name), device="cuda")
+        context.set_tensor_address(name, buffers[name].data_ptr())
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        ok = context.execute_async_v3(stream.cuda_stream)
+    stream.synchronize()
+    if not ok:
+        raise EngineBuildError(f"TensorRT failed to run {engine_path.name}")
+    return buffers[outputs[0]].float().cpu().numpy()
