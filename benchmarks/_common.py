@@ -51,7 +51,17 @@ def measure(fn, warmup: int, repeats: int, min_repeats: int, budget_s: float) ->
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux ru_maxrss is in KiB)."""
+    """Peak resident set size of THIS process image in MB (``VmHWM`` of /proc/self/status).
+
+    Not ``ru_maxrss``: Linux carries it over ``execve`` from the forking parent, so a case process
+    would never report less than its parent's peak. Falls back to ``ru_maxrss`` off Linux.
+    """
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

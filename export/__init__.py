@@ -1,2 +1,8 @@
-"""FNOReg export side: ONNX export of trained models (torch imported lazily) and, later, the
-torch-free runtime. Installed as ``fnoreg_export``."""
+"""FNOReg export side, installed as ``fnoreg_export``.
+
+* :mod:`fnoreg_export.cli` (``fnoreg-export``): ONNX (dynamic and per-resolution static, fp16),
+  TensorRT engines, Triton model repositories, parity checks; needs torch (imported lazily).
+* :mod:`fnoreg_export.runtime` (``Registrator``) and :mod:`fnoreg_export.register_cli`
+  (``fnoreg-register``): the torch-free runtime (numpy + onnxruntime [+ tensorrt]).
+* :mod:`fnoreg_export.model_card`: the JSON model card every exported file carries.
+"""

@@ -1,18 +1,22 @@
-"""Reading images (numpy + nibabel; torch-free).
+"""Reading and writing images (numpy + nibabel; torch-free).
 
 Every entry point that takes a user's image goes through :func:`load_image`, which turns the
 usual mistakes (missing file, not an image, 4-D data, NaNs) into :class:`ImageError` with a message
-that says what to do.
+that says what to do. :func:`save_image` and :func:`save_warp_itk` write results (NIfTI, atomically);
+displacement files follow the ITK convention (5-D, intent vector, LPS mm) so that ITK, ANTs, SimpleITK
+and 3D Slicer read them.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImageError", "LoadedImage", "load_image", "IMAGE_SUFFIXES"]
+__all__ = ["ImageError", "LoadedImage", "load_image", "IMAGE_SUFFIXES", "save_image", "save_warp_itk", "load_warp_itk",
+           "NIFTI_INTENT_VECTOR"]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
 
@@ -104,3 +108,169 @@ def load_image(path: str | Path, canonical: bool = True, labels: bool = False,
             raise ImageError(f"{path} contains NaN or infinite voxels; replace them (e.g. with 0) and try again")
     return LoadedImage(data=data, affine=np.asarray(img.affine, dtype=np.float64), path=path,
                        original_affine=original_affine, original_shape=original_shape)
+
+
+# ------------------------------------------------------------------------------------------------
+# writing
+
+
+#: NIfTI intent code of a vector-valued image (``NIFTI_INTENT_VECTOR``): what ITK / ANTs / Slicer
+#: expect on a displacement field file.
+NIFTI_INTENT_VECTOR = 1007
+
+
+def _check_affine(affine: np.ndarray) -> np.ndarray:
+    aff = np.asarray(affine, dtype=np.float64)
+    if aff.shape != (4, 4):
+        raise ValueError(f"expected a 4x4 voxel -> RAS affine, got shape {aff.shape}")
+    if not np.all(np.isfinite(aff)):
+        raise ValueError("expected a finite affine, got NaN or inf")
+    if abs(np.linalg.det(aff[:3, :3])) < 1e-12:
+        raise ValueError(f"expected an invertible affine, got {aff.tolist()}")
+    return aff
+
+
+def _nifti(data: np.ndarray, affine: np.ndarray):
+    """A NIfTI-1 image whose qform and sform both hold ``affine`` (code 1, scanner), units mm.
+
+    Both forms are set so that every reader (nibabel prefers the sform, ITK may take either) sees
+    the same geometry.
+    """
+    import nibabel as nib
+
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    return img
+
+
+def _atomic_save(img, path: Path) -> Path:
+    """Save ``img`` to ``path`` via a temporary file in the same folder (no half-written file)."""
+    import nibabel as nib
+
+    path = Path(path)
+    name = path.name
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        raise ValueError(f"expected a .nii or .nii.gz output path, got {path}")
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else ".nii"
+    tmp = path.with_name(f".{name[: -len(suffix)]}.tmp{os.getpid()}{suffix}")
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_image(data: np.ndarray, affine: np.ndarray, path: str | Path, dtype: np.dtype | str | None = None) -> Path:
+    """Write a 2-D or 3-D image (or label map) as NIfTI with the given geometry.
+
+    Parameters
+    ----------
+    data : (X, Y) or (X, Y, Z) array (or with trailing singleton axes), array order of ``affine``
+    affine : (4, 4) voxel -> RAS mm, e.g. the fixed image's ``LoadedImage.affine``
+    path : ``.nii`` or ``.nii.gz``; written atomically (temporary file, then rename)
+    dtype : stored dtype; default float32 for floating data, the smallest of int16/int32 that
+        holds integer data
+
+    Raises
+    ------
+    ValueError
+        Not 2-D/3-D data, non-finite floats, a bad affine, or a path that is not NIfTI.
+    """
+    arr = np.asarray(data)
+    shape = arr.shape
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) not in (2, 3):
+        raise ValueError(f"expected a 2-D or 3-D image, got shape {arr.shape}")
+    arr = arr.reshape(shape)
+    aff = _check_affine(affine)
+    if dtype is None:
+        if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+            lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+            dtype = np.int16 if -(1 << 15) <= lo and hi < (1 << 15) else np.int32
+        else:
+            dtype = np.float32
+    arr = arr.astype(dtype, copy=False)
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise ValueError("expected finite image values, got NaN or inf")
+    return _atomic_save(_nifti(arr, aff), Path(path))
+
+
+def save_warp_itk(ddf_lps_mm: np.ndarray, affine: np.ndarray, path: str | Path) -> Path:
+    """Write a displacement field the way ITK, ANTs, SimpleITK and 3D Slicer read it.
+
+    The file is a 5-D NIfTI ``(X, Y, Z, 1, 3)`` (2-D fields: ``(X, Y, 1, 1, 2)``), float32, intent
+    code 1007 (vector), on the grid of ``affine``, components in LPS millimetres. SimpleITK reads
+    it as a vector image for ``sitk.DisplacementFieldTransform``: a fixed-image point ``x`` (LPS)
+    maps to ``x + d(x)`` in the moving image.
+
+    Parameters
+    ----------
+    ddf_lps_mm : (ndim, X, Y[, Z]) float array
+        Displacement in LPS mm (fixed -> moving), channel ``c`` = world axis ``c`` (L, P[, S]),
+        spatial layout = the array order of ``affine`` (the FIXED image's grid). From a RAS
+        field use :func:`fnoreg_core.fields.ddf_ras_to_lps`.
+    affine : (4, 4) voxel -> RAS mm of the fixed image
+    path : ``.nii`` or ``.nii.gz``; written atomically
+
+    Raises
+    ------
+    ValueError
+        Wrong shape, non-finite values, a bad affine or a non-NIfTI path.
+    """
+    arr = np.asarray(ddf_lps_mm)
+    if arr.ndim not in (3, 4) or arr.shape[0] != arr.ndim - 1:
+        raise ValueError(f"expected ddf_lps_mm of shape (2, X, Y) or (3, X, Y, Z), got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"expected a numeric displacement field, got dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("expected finite displacements, got NaN or inf")
+    ndim = arr.shape[0]
+    vec = np.moveaxis(arr.astype(np.float32), 0, -1)  # (X, Y[, Z], ndim)
+    if ndim == 2:
+        vec = vec[:, :, None, None, :]  # (X, Y, 1, 1, 2)
+    else:
+        vec = vec[:, :, :, None, :]  # (X, Y, Z, 1, 3)
+    img = _nifti(np.ascontiguousarray(vec), _check_affine(affine))
+    img.header.set_intent(NIFTI_INTENT_VECTOR, (), name="displacement (LPS mm)"[:16])
+    return _atomic_save(img, Path(path))
+
+
+def load_warp_itk(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a displacement field written by :func:`save_warp_itk` (or ANTs / ITK).
+
+    Returns
+    -------
+    ddf_lps_mm : (ndim, X, Y[, Z]) float32, LPS mm, channel = world axis
+    affine : (4, 4) voxel -> RAS mm of the field's grid
+
+    Raises
+    ------
+    ImageError
+        Missing file, not a NIfTI image, or not a ``(X, Y, Z, 1, 3)`` / ``(X, Y, 1, 1, 2)`` field.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"displacement field {path} does not exist")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise ImageError(f"{path} is not a readable NIfTI image ({type(exc).__name__}: {exc})") from None
+    if data.ndim != 5 or data.shape[3] != 1 or data.shape[4] not in (2, 3):
+        raise ImageError(f"{path} has shape {data.shape}; expected an ITK displacement field (X, Y, Z, 1, 3) "
+                         "or (X, Y, 1, 1, 2)")
+    ndim = data.shape[4]
+    if ndim == 2:
+        if data.shape[2] != 1:
+            raise ImageError(f"{path} has shape {data.shape}; a 2-D field must be (X, Y, 1, 1, 2)")
+        vec = data[:, :, 0, 0, :]
+    else:
+        vec = data[:, :, :, 0, :]
+    return np.ascontiguousarray(np.moveaxis(vec, -1, 0)), np.asarray(img.affine, dtype=np.float64)

@@ -1,0 +1,463 @@
+"""``fnoreg-register``: register image pairs with an exported FNOReg model (torch-free batch CLI).
+
+One pair::
+
+    fnoreg-register --model fnoreg-3d.onnx fixed.nii.gz moving.nii.gz -o out/
+
+writes into ``out/``
+
+``moved.nii.gz``          the moving image warped onto the fixed grid (original intensities, linear)
+``warp.nii.gz``           the displacement field for ITK / ANTs / SimpleITK / 3D Slicer: 5-D NIfTI
+                          (X, Y, Z, 1, 3), intent 1007 (vector), LPS millimetres, the fixed image's affine
+``jacobian.nii.gz``       Jacobian determinant of the transform on the fixed grid
+``moved_labels.nii.gz``   with ``--moving-labels``: the labels warped with nearest neighbour
+``report.json``           Dice per label (with both label maps), folding %, SDlogJ, timings, grids
+
+Many pairs: ``--pairs pairs.csv`` (columns ``moving,fixed`` and optionally ``moving_labels,
+fixed_labels,name``; relative paths are relative to the CSV) writes ``out/<name>/`` per pair (name
+from the CSV, else ``pair_000``, ``pair_001``, ...) and ``out/summary.csv``.
+
+Exit codes: 0 done; 2 bad input (missing file, not an image, 4-D image, fixed and moving of different
+dimensionality, NaNs, a model file that is not an FNOReg export, an unavailable backend, an output
+folder that already holds results); 1 internal failure. Outputs are written to a temporary folder
+beside ``OUT`` and renamed into place at the end, so a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROG = "fnoreg-register"
+
+EPILOG = """\
+Examples:
+  # one pair, labels for Dice
+  fnoreg-register --model fnoreg-3d.onnx fixed.nii.gz moving.nii.gz -o out/ \\
+      --moving-labels moving_seg.nii.gz --fixed-labels fixed_seg.nii.gz
+  # a batch from a CSV (columns moving,fixed[,moving_labels,fixed_labels,name]), 4 threads
+  fnoreg-register --model fnoreg-3d.onnx --pairs pairs.csv -o results/ --threads 4
+  # apply the warp elsewhere (ANTs):
+  antsApplyTransforms -d 3 -i moving.nii.gz -r fixed.nii.gz -t out/warp.nii.gz -o moved_ants.nii.gz
+
+Outputs per pair: moved.nii.gz, warp.nii.gz (ITK displacement field: 5-D, intent 1007, LPS mm,
+fixed affine), jacobian.nii.gz, moved_labels.nii.gz (with --moving-labels), report.json.
+Exit codes: 0 done, 2 bad input (nothing is written), 1 internal error.
+"""
+
+OUTPUT_FILES = ("moved.nii.gz", "warp.nii.gz", "jacobian.nii.gz", "moved_labels.nii.gz", "report.json")
+
+
+class InputError(ValueError):
+    """Bad command-line input: reported as ``fnoreg-register: error: ...``, exit code 2."""
+
+
+@dataclass
+class Pair:
+    name: str
+    fixed: Path
+    moving: Path
+    moving_labels: Path | None = None
+    fixed_labels: Path | None = None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Register images with an exported FNOReg model (ONNX or TensorRT engine). Writes the moved "
+                    "image, an ITK/ANTs/Slicer displacement field, the Jacobian determinant, warped labels and a "
+                    "JSON report.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("fixed", nargs="?", metavar="FIXED", help="fixed (target) image, NIfTI/MGZ, 2-D or 3-D")
+    p.add_argument("moving", nargs="?", metavar="MOVING", help="moving (source) image, NIfTI/MGZ")
+    p.add_argument("--model", "-m", required=True, metavar="M",
+                   help="exported model: .onnx (card embedded or M.json beside it) or TensorRT .engine "
+                        "(with M.json)")
+    p.add_argument("--output", "-o", required=True, metavar="OUT",
+                   help="output folder (created; one subfolder per pair with --pairs)")
+    p.add_argument("--moving-labels", metavar="L", help="label map of the moving image: warped (nearest) to "
+                   "moved_labels.nii.gz. Default: none")
+    p.add_argument("--fixed-labels", metavar="L", help="label map of the fixed image: with --moving-labels, Dice "
+                   "per label in report.json. Default: none")
+    p.add_argument("--pairs", metavar="CSV", help="register every row of CSV (columns moving,fixed and optional "
+                   "moving_labels,fixed_labels,name) instead of FIXED MOVING. Default: none")
+    p.add_argument("--backend", default="auto",
+                   choices=["auto", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt"],
+                   help="inference backend. Default: auto (tensorrt for .engine, onnxruntime-cuda if available, "
+                        "else onnxruntime-cpu)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="onnxruntime intra-op threads. Default: onnxruntime's choice (all physical cores)")
+    p.add_argument("--no-canonical", action="store_true",
+                   help="run the network on the fixed grid as stored instead of its RAS+ reorientation. "
+                        "Default: reorient (the training orientation); outputs are on the fixed grid either way")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results already in OUT. Default: refuse")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar / per-pair lines (HPC logs)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    return p
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs
+
+
+def _check_file(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise InputError(f"{what} {path} does not exist; check the path")
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder; expected an image file")
+    return path
+
+
+def _safe_name(name: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip()).strip("._")
+    return clean or "pair"
+
+
+def read_pairs(csv_path: Path) -> list[Pair]:
+    """Pairs of a CSV with columns ``moving,fixed`` [+ ``moving_labels,fixed_labels,name``]."""
+    _check_file(csv_path, "pairs CSV")
+    try:
+        with open(csv_path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read pairs CSV {csv_path}: {exc}") from None
+    if not rows:
+        raise InputError(f"pairs CSV {csv_path} has no rows; expected a header 'moving,fixed' and one row per pair")
+    columns = {(c or "").strip() for c in rows[0].keys()}
+    missing = {"moving", "fixed"} - columns
+    if missing:
+        raise InputError(f"pairs CSV {csv_path} lacks column(s) {', '.join(sorted(missing))}; found "
+                         f"{', '.join(sorted(c for c in columns if c))}")
+    base = csv_path.parent
+    pairs, seen = [], set()
+    for i, raw in enumerate(rows):
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+
+        def path_of(key: str, required: bool) -> Path | None:
+            value = row.get(key, "")
+            if not value:
+                if required:
+                    raise InputError(f"pairs CSV {csv_path} row {i + 2}: empty '{key}'")
+                return None
+            p = Path(value).expanduser()
+            return p if p.is_absolute() else base / p
+
+        name = _safe_name(row.get("name", "")) if row.get("name") else f"pair_{i:03d}"
+        if name in seen:
+            raise InputError(f"pairs CSV {csv_path} row {i + 2}: duplicate pair name {name!r}")
+        seen.add(name)
+        pairs.append(Pair(name, path_of("fixed", True), path_of("moving", True),
+                          path_of("moving_labels", False), path_of("fixed_labels", False)))
+    return pairs
+
+
+def _precheck(pair: Pair) -> None:
+    """Files exist and have the header of a 2-D/3-D image (cheap: no voxel data read)."""
+    import nibabel as nib
+
+    shapes = {}
+    for what, path in (("fixed image", pair.fixed), ("moving image", pair.moving),
+                       ("moving labels", pair.moving_labels), ("fixed labels", pair.fixed_labels)):
+        if path is None:
+            continue
+        _check_file(path, what)
+        try:
+            shape = list(nib.load(str(path)).shape)
+        except Exception as exc:
+            from fnoreg_core.io import IMAGE_SUFFIXES
+
+            raise InputError(f"{what} {path} is not a readable image ({type(exc).__name__}: {exc}); expected "
+                             f"NIfTI or MGZ ({', '.join(IMAGE_SUFFIXES)})") from None
+        while len(shape) > 3 and shape[-1] == 1:
+            shape.pop()
+        if len(shape) > 3:
+            raise InputError(f"{what} {path} is {len(shape)}-D with shape {tuple(shape)}; expected one 2-D or 3-D "
+                             "image (extract a single volume first, e.g. with fslroi or nibabel)")
+        shapes[what] = tuple(shape)
+    f, m = shapes["fixed image"], shapes["moving image"]
+    if _ndim_of(f) != _ndim_of(m):
+        raise InputError(f"fixed image {pair.fixed} is {_ndim_of(f)}-D {f} but moving image {pair.moving} is "
+                         f"{_ndim_of(m)}-D {m}; register images of one dimensionality")
+
+
+def _ndim_of(shape: tuple[int, ...]) -> int:
+    shape = list(shape)
+    while len(shape) > 2 and shape[-1] == 1:
+        shape.pop()
+    return len(shape)
+
+
+# ------------------------------------------------------------------------------------------------
+# one pair
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+def register_pair(reg, pair: Pair, out_dir: Path) -> dict[str, Any]:
+    """Register one pair and write its files into ``out_dir`` (which exists). Returns the report."""
+    from fnoreg_core.io import load_image, save_image, save_warp_itk
+    from fnoreg_core.metrics import dice_per_label
+
+    from .runtime import resample_to_fixed, warp_labels
+
+    t0 = time.perf_counter()
+    fixed = load_image(pair.fixed, canonical=False)
+    moving = load_image(pair.moving, canonical=False)
+    if fixed.data.ndim != moving.data.ndim:
+        raise InputError(f"fixed image {pair.fixed} is {fixed.data.ndim}-D {fixed.data.shape} but moving image "
+                         f"{pair.moving} is {moving.data.ndim}-D {moving.data.shape}; register images of one "
+                         "dimensionality")
+    if fixed.data.ndim != reg.dims:
+        raise InputError(f"{pair.fixed} is {fixed.data.ndim}-D but the model {reg.card.name} is {reg.dims}D; use a "
+                         f"{fixed.data.ndim}D model")
+    moving_labels = load_image(pair.moving_labels, canonical=False, labels=True) if pair.moving_labels else None
+    fixed_labels = load_image(pair.fixed_labels, canonical=False, labels=True) if pair.fixed_labels else None
+    for what, lab in (("moving labels", moving_labels), ("fixed labels", fixed_labels)):
+        if lab is not None and lab.data.ndim != reg.dims:
+            raise InputError(f"{what} {lab.path} is {lab.data.ndim}-D; expected {reg.dims}-D like the images")
+    t_load = time.perf_counter() - t0
+
+    result = reg.register(fixed, moving)
+
+    t0 = time.perf_counter()
+    dice = None
+    warped = None
+    if moving_labels is not None:
+        warped = warp_labels(moving_labels, result)
+        if fixed_labels is not None:
+            target = resample_to_fixed(fixed_labels, result, labels=True)
+            before = resample_to_fixed(moving_labels, result, labels=True)
+            per = dice_per_label(warped, target)
+            per_before = dice_per_label(before, target)
+            dice = {
+                "mean": float(sum(per.values()) / len(per)) if per else float("nan"),
+                "n_labels": len(per),
+                "per_label": per,
+                "mean_before": float(sum(per_before.values()) / len(per_before)) if per_before else float("nan"),
+                "per_label_before": per_before,
+                "protocol": "labels present in both maps, background (0) excluded; 'before': moving labels "
+                            "resampled onto the fixed grid without deformation",
+            }
+    t_metrics = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    outputs = {}
+    outputs["moved"] = save_image(result.moved, fixed.affine, out_dir / "moved.nii.gz").name
+    outputs["warp"] = save_warp_itk(result.ddf_mm_lps, fixed.affine, out_dir / "warp.nii.gz").name
+    outputs["jacobian"] = save_image(result.jacobian, fixed.affine, out_dir / "jacobian.nii.gz").name
+    if warped is not None:
+        outputs["moved_labels"] = save_image(warped, fixed.affine, out_dir / "moved_labels.nii.gz").name
+    t_write = time.perf_counter() - t0
+
+    summary = result.summary()
+    timings = {"load": t_load, **result.timings, "labels": t_metrics, "write": t_write}
+    timings["total"] = t_load + result.timings["total"] + t_metrics + t_write
+    report = {
+        "name": pair.name,
+        "inputs": {"fixed": str(pair.fixed), "moving": str(pair.moving),
+                   "moving_labels": str(pair.moving_labels) if pair.moving_labels else None,
+                   "fixed_labels": str(pair.fixed_labels) if pair.fixed_labels else None},
+        "model": {"path": str(reg.path), "name": reg.card.name, "version": reg.card.version, "dims": reg.dims,
+                  "backend": reg.backend, "threads": reg.threads},
+        "dice": dice,
+        "jacobian": {"nonpositive_pct": summary["nonpositive_jac_pct"], "negative_pct": summary["negative_jac_pct"],
+                     "sdlogj": summary["sdlogj"], "min": summary["jac_min"], "max": summary["jac_max"],
+                     "mean": summary["jac_mean"]},
+        "displacement_mm": {"mean": summary["displacement_mm_mean"], "max": summary["displacement_mm_max"]},
+        "grid": {k: summary[k] for k in ("fixed_shape", "moving_shape", "fixed_spacing_mm", "network_shape",
+                                         "resampled", "reoriented")},
+        "intensity": summary["intensity"],
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "outputs": outputs,
+        "warp_convention": "warp.nii.gz: displacement fixed -> moving, 5-D NIfTI (X, Y, Z, 1, 3) [2-D: (X, Y, 1, 1, "
+                           "2)], intent 1007 (vector), LPS millimetres, on the fixed image's grid and affine "
+                           "(ITK/ANTs/SimpleITK/Slicer DisplacementFieldTransform)",
+    }
+    (out_dir / "report.json").write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+    outputs["report"] = "report.json"
+    return report
+
+
+# ------------------------------------------------------------------------------------------------
+# output folder (all or nothing)
+
+
+def _check_output(out: Path, names: list[str], overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is not a folder")
+    if out.is_dir() and not overwrite:
+        clash = sorted(n for n in names if (out / n).exists())
+        if clash:
+            raise InputError(f"output folder {out} already holds {', '.join(clash[:3])}"
+                             f"{' ...' if len(clash) > 3 else ''}; pass --overwrite or choose another folder")
+
+
+def _staging_dir(out: Path) -> Path:
+    """A temporary folder on OUT's file system: inside OUT when it exists, else in its nearest
+    existing ancestor (so that the final renames are atomic and nothing is created before them)."""
+    anchor = out if out.is_dir() else out.parent
+    while not anchor.exists():
+        anchor = anchor.parent
+    if not os.access(anchor, os.W_OK):
+        raise InputError(f"cannot write below {anchor} (permission denied)")
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.fnoreg-tmp-", dir=anchor))
+
+
+def _commit(staging: Path, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    for entry in list(staging.iterdir()):
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(entry, target)
+    staging.rmdir()
+
+
+# ------------------------------------------------------------------------------------------------
+# main
+
+
+def _progress(items: list, enabled: bool):
+    if not enabled:
+        return items, None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items, "lines"
+    return tqdm(items, desc="registering", unit="pair", file=sys.stderr, dynamic_ncols=True), "tqdm"
+
+
+def run(args: argparse.Namespace) -> int:
+    from fnoreg_export.runtime import Registrator
+
+    if args.pairs:
+        if args.fixed or args.moving:
+            raise InputError("give either FIXED MOVING or --pairs CSV, not both")
+        if args.moving_labels or args.fixed_labels:
+            raise InputError("with --pairs, give labels as CSV columns moving_labels,fixed_labels")
+        pairs = read_pairs(Path(args.pairs))
+    else:
+        if not (args.fixed and args.moving):
+            raise InputError("expected FIXED and MOVING images (or --pairs CSV)")
+        if args.fixed_labels and not args.moving_labels:
+            raise InputError("--fixed-labels needs --moving-labels (Dice compares the warped moving labels with "
+                             "the fixed labels)")
+        pairs = [Pair("pair", Path(args.fixed), Path(args.moving),
+                      Path(args.moving_labels) if args.moving_labels else None,
+                      Path(args.fixed_labels) if args.fixed_labels else None)]
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"expected --threads >= 1, got {args.threads}")
+    for pair in pairs:
+        _precheck(pair)
+    out = Path(args.output).expanduser().absolute()
+    batch = bool(args.pairs)
+    names = [p.name for p in pairs] + ["summary.csv"] if batch else list(OUTPUT_FILES)
+    _check_output(out, names, args.overwrite)
+
+    reg = Registrator.load(args.model, backend=args.backend, threads=args.threads, canonical=not args.no_canonical)
+    if not args.quiet:
+        print(f"{PROG}: {reg.card.name} {reg.card.version} ({reg.dims}D) on {reg.backend}"
+              f"{f', {args.threads} threads' if args.threads else ''}; {len(pairs)} pair(s) -> {out}",
+              file=sys.stderr)
+
+    staging = _staging_dir(out)
+    try:
+        rows = []
+        items, mode = _progress(pairs, enabled=batch and not (args.no_progress or args.quiet))
+        for i, pair in enumerate(items):
+            pair_dir = staging / pair.name if batch else staging
+            pair_dir.mkdir(exist_ok=True)
+            try:
+                report = register_pair(reg, pair, pair_dir)
+            except (InputError, ValueError) as exc:
+                raise type(exc)(f"pair {pair.name!r}: {exc}" if batch else str(exc)) from None
+            dice = report["dice"]
+            rows.append({"name": pair.name, "fixed": str(pair.fixed), "moving": str(pair.moving),
+                         "mean_dice": "" if not dice or dice["mean"] is None or math.isnan(dice["mean"])
+                         else f"{dice['mean']:.4f}",
+                         "mean_dice_before": "" if not dice or math.isnan(dice["mean_before"])
+                         else f"{dice['mean_before']:.4f}",
+                         "nonpositive_jac_pct": f"{report['jacobian']['nonpositive_pct']:.4f}",
+                         "sdlogj": f"{report['jacobian']['sdlogj']:.4f}",
+                         "total_s": f"{report['timings_s']['total']:.3f}"})
+            if mode == "lines":
+                print(f"[{i + 1}/{len(pairs)}] {pair.name}: {report['timings_s']['total']:.2f} s", file=sys.stderr,
+                      flush=True)
+        if batch:
+            with open(staging / "summary.csv", "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        _commit(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not args.quiet:
+        for row in rows:
+            dice = f", mean Dice {row['mean_dice']} (before {row['mean_dice_before']})" if row["mean_dice"] else ""
+            print(f"{row['name']}: folding {float(row['nonpositive_jac_pct']):.3f} %, SDlogJ "
+                  f"{float(row['sdlogj']):.3f}{dice}, {row['total_s']} s", file=sys.stderr)
+        print(str(out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``fnoreg-register``. Returns the exit code (0, 1 or 2)."""
+    parser = build_parser()
+    if argv is None and len(sys.argv) == 1:
+        parser.print_usage()
+        return 0
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
+        return int(exc.code or 0)
+    from fnoreg_core.io import ImageError
+
+    from .model_card import ModelCardError
+    from .runtime import BackendError
+
+    try:
+        return run(args)
+    except (InputError, ImageError, ModelCardError, BackendError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; no output written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - an internal failure, reported with its type
+        import traceback
+
+        traceback.print_exc()
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
