@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     full, half, double = _size(args.full), _size(args.half), _size(args.double)
     tag = "resolution_study" + ("_quick" if args.quick else "")
-    work = args.out / tag
+    work = ROOT / "runs" / tag  # checkpoints: not committed
     work.mkdir(parents=True, exist_ok=True)
     test_full = open_source("synth", 2, "test", shape=full, seed=args.seed)
     test_double = open_source("synth", 2, "test", shape=double, seed=args.seed)
