@@ -19,57 +19,25 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from scipy.ndimage import gaussian_filter
 
-from fnoreg_core.fields import DDF_CONVENTION
-from fnoreg_core.models import config_to_dict, create_model
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-from fnoreg_export.model_card import ModelCard  # noqa: E402
-from fnoreg_export.onnx_export import export_onnx  # noqa: E402
 from fnoreg_export.register_cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ITK_REL_ATOL = 1e-4
 OUTPUTS = {"moved.nii.gz", "warp.nii.gz", "jacobian.nii.gz", "report.json"}
 
-# ------------------------------------------------------------------------------------------------ models
-# (the same tiny models as test_runtime.py; exported once per session into the shared base temp dir)
-
-TINY = {
-    2: dict(dims=2, hidden_channels=4, n_layers=1, n_modes=(8, 8), projection_channels=8, factorization=None),
-    3: dict(dims=3, hidden_channels=4, n_layers=1, n_modes=(8, 8, 8), projection_channels=8, factorization=None),
-}
-EXAMPLE = {2: (32, 48), 3: (16, 32, 16)}
-
-
-def export_tiny(tmp_path_factory, arch: str, dims: int) -> Path:
-    root = tmp_path_factory.getbasetemp() / "fnoreg_tiny_models"
-    root.mkdir(exist_ok=True)
-    path = root / f"{arch}{dims}d.onnx"
-    torch.manual_seed(0)
-    model = create_model(arch, **TINY[dims]).eval()
-    torch.nn.init.normal_(model.projection[-1].weight, std=0.05)
-    if not path.exists():
-        tmp = root / f"{arch}{dims}d.partial.onnx"
-        export_onnx(model, tmp, EXAMPLE[dims], dynamic=True)
-        tmp.rename(path)
-    ModelCard(name=f"tiny-{arch}-{dims}d", arch=arch, dims=dims, config=config_to_dict(model),
-              train_resolution=list(EXAMPLE[dims]), min_size=[16] * dims, max_size=[256] * dims, size_multiple=16,
-              displacement=DDF_CONVENTION, opset=20).save(path.with_name(path.name + ".json"))
-    return path
+@pytest.fixture(scope="session")
+def model2d(fno2d):
+    return fno2d[1]
 
 
 @pytest.fixture(scope="session")
-def model2d(tmp_path_factory):
-    return export_tiny(tmp_path_factory, "fno", 2)
-
-
-@pytest.fixture(scope="session")
-def model3d(tmp_path_factory):
-    return export_tiny(tmp_path_factory, "fno", 3)
+def model3d(fno3d):
+    return fno3d[1]
 
 
 # ------------------------------------------------------------------------------------------------ data

@@ -18,68 +18,21 @@ import pytest
 import torch
 
 from fnoreg_core.data.base import resize_image
-from fnoreg_core.fields import DDF_CONVENTION, ddf_norm_to_vox
+from fnoreg_core.fields import ddf_norm_to_vox
 from fnoreg_core.intensity import normalise
 from fnoreg_core.io import ImageError
 from fnoreg_core.layers.spatial_transformer import warp
-from fnoreg_core.models import config_to_dict, create_model
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-from fnoreg_export.model_card import ModelCard, ModelCardError  # noqa: E402
-from fnoreg_export.onnx_export import export_onnx  # noqa: E402
+from fnoreg_export.model_card import ModelCardError  # noqa: E402
 from fnoreg_export.runtime import (BackendError, Registrator, RegistrationResult, available_backends,  # noqa: E402
                                    resample_to_fixed, warp_image, warp_labels)
 
 ROOT = Path(__file__).resolve().parents[2]
 VOXEL_ATOL = 1e-4
 
-# ------------------------------------------------------------------------------------------------ models
-
-TINY = {
-    2: dict(dims=2, hidden_channels=4, n_layers=1, n_modes=(8, 8), projection_channels=8, factorization=None),
-    3: dict(dims=3, hidden_channels=4, n_layers=1, n_modes=(8, 8, 8), projection_channels=8, factorization=None),
-}
-EXAMPLE = {2: (32, 48), 3: (16, 32, 16)}
-
-
-def tiny_model(arch: str, dims: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = create_model(arch, **TINY[dims]).eval()
-    torch.nn.init.normal_(model.projection[-1].weight, std=0.05)
-    return model
-
-
-def tiny_card(model, name: str) -> ModelCard:
-    dims = model.dims
-    return ModelCard(name=name, arch=model.arch, dims=dims, config=config_to_dict(model),
-                     train_resolution=list(EXAMPLE[dims]), min_size=[16] * dims, max_size=[256] * dims,
-                     size_multiple=16, displacement=DDF_CONVENTION, opset=20,
-                     intensity_norm={"method": "percentile", "high_pct": 99.5})
-
-
-def export_tiny(tmp_path_factory, arch: str, dims: int):
-    """(model, path to .onnx with a .json card) shared by the whole session (also by test_register_cli)."""
-    root = tmp_path_factory.getbasetemp() / "fnoreg_tiny_models"
-    root.mkdir(exist_ok=True)
-    path = root / f"{arch}{dims}d.onnx"
-    model = tiny_model(arch, dims)
-    if not path.exists():
-        tmp = root / f"{arch}{dims}d.partial.onnx"
-        export_onnx(model, tmp, EXAMPLE[dims], dynamic=True)
-        tmp.rename(path)
-    tiny_card(model, f"tiny-{arch}-{dims}d").save(path.with_name(path.name + ".json"))
-    return model, path
-
-
-@pytest.fixture(scope="session")
-def fno2d(tmp_path_factory):
-    return export_tiny(tmp_path_factory, "fno", 2)
-
-
-@pytest.fixture(scope="session")
-def fno3d(tmp_path_factory):
-    return export_tiny(tmp_path_factory, "fno", 3)
+from tiny_models import EXAMPLE, export_tiny, tiny_card, tiny_model  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
