@@ -131,7 +131,8 @@ def dipy_predictor(kind: str, affine: np.ndarray | None = None) -> Predictor:
         stages = (dt.TranslationTransform2D(), dt.RigidTransform2D(), dt.AffineTransform2D()) if nd == 2 else \
             (dt.TranslationTransform3D(), dt.RigidTransform3D(), dt.AffineTransform3D())
         for transform in stages:
-            aff = reg.optimize(fixed64, moving64, transform, None, grid, grid, starting_affine=aff).affine
+            aff = reg.optimize(fixed64, moving64, transform, None, static_grid2world=grid, moving_grid2world=grid,
+                               starting_affine=aff).affine
 
         amap = AffineMap(aff, domain_grid_shape=fixed.shape, domain_grid2world=grid,
                          codomain_grid_shape=moving.shape, codomain_grid2world=grid)
