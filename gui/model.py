@@ -1,0 +1,381 @@
+"""The GUI's state, Qt-free: images, labels, the registration result, display settings, slices.
+
+Widgets observe a :class:`ViewerState` (``state.subscribe(callback)``; the callback receives one
+event name from :data:`EVENTS`) and draw the RGB frames that :mod:`fnoreg_gui.render` composes from
+it. Everything here is plain Python + numpy, so the logic is tested without drawing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Volume", "ViewerState", "MODES", "OVERLAYS", "LABEL_MODES", "EVENTS", "RASTER_SUFFIXES",
+           "load_volume", "robust_window"]
+
+#: Display modes: how fixed and moved (before registration: moving) are shown together.
+MODES = ("side_by_side", "red_cyan", "blend", "checkerboard", "difference")
+#: Deformation overlays (need a registration result).
+OVERLAYS = ("none", "grid", "displacement", "jacobian")
+#: How label maps are drawn.
+LABEL_MODES = ("none", "fill", "contour")
+#: Event names passed to observers.
+EVENTS = ("images", "labels", "result", "display", "slice", "model")
+
+#: 2-D raster formats read with Pillow (or Qt's QImage when Pillow is absent).
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class Volume:
+    """An image or label map: array (X, Y[, Z]) in RAS array order, its affine and where it came from."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    path: Path | None = None
+    labels: bool = False
+    window: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+
+def robust_window(data: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -> tuple[float, float]:
+    """Display window (lo, hi) from percentiles of a subsample (fast on 1 mm brains)."""
+    flat = np.asarray(data, dtype=np.float32).ravel()
+    if flat.size > 1_000_000:
+        flat = flat[:: flat.size // 1_000_000 + 1]
+    lo, hi = (float(v) for v in np.percentile(flat, [lo_pct, hi_pct]))
+    if not hi > lo:
+        lo, hi = float(flat.min()), float(flat.max())
+        if not hi > lo:
+            hi = lo + 1.0
+    return lo, hi
+
+
+def _read_raster(path: Path) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:  # Qt is there whenever the GUI runs
+        from PySide6.QtGui import QImage
+
+        qimg = QImage(str(path))
+        if qimg.isNull():
+            raise ValueError("Qt cannot read it")
+        qimg = qimg.convertToFormat(QImage.Format.Format_Grayscale8)
+        w, h, bpl = qimg.width(), qimg.height(), qimg.bytesPerLine()
+        buf = np.frombuffer(qimg.constBits(), dtype=np.uint8, count=h * bpl).reshape(h, bpl)
+        return buf[:, :w].astype(np.float32)
+    with Image.open(path) as img:
+        img.seek(0)
+        if img.mode in ("I;16", "I;16B", "I", "F"):
+            arr = np.asarray(img, dtype=np.float32)
+        else:
+            arr = np.asarray(img.convert("L"), dtype=np.float32)
+    return arr
+
+
+def load_volume(path: str | Path, labels: bool = False) -> Volume:
+    """Open NIfTI / MGZ (via :func:`fnoreg_core.io.load_image`) or a 2-D PNG/JPG/TIFF/BMP.
+
+    Raster images are read as grey values; array order (X, Y) with X = column and Y = row counted
+    from the bottom (so they display upright), identity affine (1 mm pixels).
+
+    Raises
+    ------
+    fnoreg_core.io.ImageError
+        Missing or unreadable file, unsupported format, 4-D data, non-finite values, non-integer labels.
+    """
+    from fnoreg_core.io import IMAGE_SUFFIXES, ImageError, load_image
+
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(RASTER_SUFFIXES):
+        if not path.is_file():
+            raise ImageError(f"image {path} does not exist; check the path")
+        try:
+            img = _read_raster(path)
+        except Exception as exc:
+            raise ImageError(f"{path} is not a readable image ({type(exc).__name__}: {exc}); "
+                             f"expected PNG, JPG, TIFF or BMP") from None
+        data = np.ascontiguousarray(img[::-1, :].T)
+        if labels:
+            data = data.astype(np.int32)
+        return Volume(data=data, affine=np.eye(4), path=path, labels=labels,
+                      window=(0.0, 1.0) if labels else robust_window(data))
+    if not name.endswith(IMAGE_SUFFIXES):
+        raise ImageError(f"{path.name}: unsupported file type; open NIfTI/MGZ ({', '.join(IMAGE_SUFFIXES)}) "
+                         f"or, for 2-D, {', '.join(RASTER_SUFFIXES)}")
+    li = load_image(path, canonical=True, labels=labels)
+    return Volume(data=li.data, affine=li.affine, path=path, labels=labels,
+                  window=(0.0, 1.0) if labels else robust_window(li.data))
+
+
+@dataclass
+class Display:
+    """Display settings (all plain values)."""
+
+    mode: str = "side_by_side"
+    overlay: str = "none"
+    label_mode: str = "none"
+    alpha: float = 0.5           # blend: weight of the moved image; overlays/labels: their opacity
+    checker_tile: int = 16       # checkerboard tile, pixels
+    grid_spacing: int = 8        # warped grid line spacing, voxels
+    window: tuple[float, float] | None = None  # None: each image's own robust window
+    jac_range: float = 1.0       # Jacobian heatmap: |log J| mapped to full colour at this value
+    disp_max_mm: float | None = None  # |u| heatmap: full colour at this (None: the field's 99th pct)
+
+
+class ViewerState:
+    """Everything the app shows, with Qt-free observers.
+
+    Attributes are read freely; change them through the ``set_*`` / ``load_*`` methods, which
+    validate, update and notify observers with an event from :data:`EVENTS`.
+    """
+
+    def __init__(self) -> None:
+        self.fixed: Volume | None = None
+        self.moving: Volume | None = None
+        self.fixed_labels: Volume | None = None
+        self.moving_labels: Volume | None = None
+        self.result: Any = None              # fnoreg_export.runtime.RegistrationResult
+        self.moved_labels: np.ndarray | None = None
+        self.model_path: Path | None = None
+        self.backend: str = "auto"
+        self.card: Any = None                # fnoreg_export.model_card.ModelCard
+        self.display = Display()
+        self.slices: list[int] = [0, 0, 0]   # crosshair, voxel index per array axis
+        self._observers: list[Callable[[str], None]] = []
+        self._disp_max_cache: float | None = None
+
+    # -- observers ---------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` after every change; returns a function that unsubscribes."""
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback) if callback in self._observers else None
+
+    def _emit(self, event: str) -> None:
+        for cb in list(self._observers):
+            cb(event)
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def ndim(self) -> int | None:
+        return self.fixed.ndim if self.fixed is not None else None
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        return self.fixed.shape if self.fixed is not None else None
+
+    @property
+    def same_grid(self) -> bool:
+        """Fixed and moving share one grid (shape and affine): they can be compared before registration."""
+        if self.fixed is None or self.moving is None:
+            return False
+        return self.fixed.shape == self.moving.shape and np.allclose(self.fixed.affine, self.moving.affine, atol=1e-4)
+
+    def moved_or_moving(self) -> np.ndarray | None:
+        """What is compared with the fixed image: the moved image, else the moving one if on the fixed grid."""
+        if self.result is not None:
+            return self.result.moved
+        if self.same_grid:
+            return self.moving.data
+        return None
+
+    def moved_labels_or_moving(self) -> np.ndarray | None:
+        if self.moved_labels is not None:
+            return self.moved_labels
+        if self.moving_labels is not None and self.fixed is not None and self.moving_labels.shape == self.fixed.shape \
+                and self.same_grid:
+            return self.moving_labels.data
+        return None
+
+    def disp_max_mm(self) -> float:
+        if self.display.disp_max_mm is not None:
+            return self.display.disp_max_mm
+        if self._disp_max_cache is None and self.result is not None:
+            mag = np.sqrt((self.result.ddf_mm.astype(np.float32) ** 2).sum(axis=0)).ravel()
+            mag = mag[:: max(1, mag.size // 500_000)]
+            self._disp_max_cache = max(float(np.percentile(mag, 99)), 1e-3)
+        return self._disp_max_cache or 1.0
+
+    # -- loading -----------------------------------------------------------------------------
+    def load_pair(self, fixed: str | Path | Volume, moving: str | Path | Volume) -> None:
+        """Open a fixed/moving pair (both 2-D or both 3-D). Clears labels and any result.
+
+        Raises ImageError (fnoreg_core.io) with a message that says what to do.
+        """
+        from fnoreg_core.io import ImageError
+
+        f = fixed if isinstance(fixed, Volume) else load_volume(fixed)
+        m = moving if isinstance(moving, Volume) else load_volume(moving)
+        if f.ndim != m.ndim:
+            raise ImageError(f"fixed is {f.ndim}-D {f.shape} but moving is {m.ndim}-D {m.shape}; "
+                             "open two 2-D or two 3-D images")
+        self.fixed, self.moving = f, m
+        self.fixed_labels = self.moving_labels = None
+        self._clear_result()
+        self.slices = [n // 2 for n in f.shape] + [0] * (3 - f.ndim)
+        self._emit("images")
+
+    def load_image(self, role: str, source: str | Path | Volume) -> None:
+        """Replace one image (``role`` = "fixed" or "moving"); the other must match its dimensionality."""
+        from fnoreg_core.io import ImageError
+
+        if role not in ("fixed", "moving"):
+            raise ValueError(f"role must be 'fixed' or 'moving', got {role!r}")
+        vol = source if isinstance(source, Volume) else load_volume(source)
+        other = self.moving if role == "fixed" else self.fixed
+        if other is not None and other.ndim != vol.ndim:
+            raise ImageError(f"the {role} image is {vol.ndim}-D {vol.shape} but the other one is {other.ndim}-D; "
+                             "open images of one dimensionality")
+        setattr(self, role, vol)
+        if role == "fixed":
+            self.fixed_labels = None
+            self.slices = [n // 2 for n in vol.shape] + [0] * (3 - vol.ndim)
+        else:
+            self.moving_labels = None
+        self._clear_result()
+        self._emit("images")
+
+    def load_labels(self, role: str, source: str | Path | Volume) -> None:
+        """Attach a label map to the fixed or moving image (same shape as that image)."""
+        from fnoreg_core.io import ImageError
+
+        img = self.fixed if role == "fixed" else self.moving if role == "moving" else None
+        if role not in ("fixed", "moving"):
+            raise ValueError(f"role must be 'fixed' or 'moving', got {role!r}")
+        if img is None:
+            raise ImageError(f"open the {role} image before its labels")
+        vol = source if isinstance(source, Volume) else load_volume(source, labels=True)
+        if vol.shape != img.shape:
+            raise ImageError(f"the {role} labels have shape {vol.shape} but the {role} image has {img.shape}; "
+                             f"open the label map made for this image")
+        vol.labels = True
+        vol.data = np.asarray(vol.data).astype(np.int32, copy=False)
+        setattr(self, f"{role}_labels", vol)
+        if role == "moving":
+            self.moved_labels = None
+            if self.result is not None:
+                from fnoreg_export.runtime import warp_labels
+
+                self.moved_labels = warp_labels(vol.data, self.result, vol.affine)
+        self._emit("labels")
+
+    def set_model(self, path: str | Path | None, card: Any = None, backend: str | None = None) -> None:
+        self.model_path = Path(path) if path is not None else None
+        self.card = card
+        if backend is not None:
+            self.backend = backend
+        self._emit("model")
+
+    # -- result ------------------------------------------------------------------------------
+    def _clear_result(self) -> None:
+        self.result = None
+        self.moved_labels = None
+        self._disp_max_cache = None
+
+    def set_result(self, result: Any, moved_labels: np.ndarray | None = None) -> None:
+        """Store a registration result (on the fixed grid) and the warped moving labels."""
+        if self.fixed is None:
+            raise ValueError("no fixed image")
+        if tuple(result.moved.shape) != self.fixed.shape:
+            raise ValueError(f"result of shape {tuple(result.moved.shape)} does not match the fixed image {self.fixed.shape}")
+        self.result = result
+        self.moved_labels = moved_labels
+        self._disp_max_cache = None
+        self._emit("result")
+
+    def dice_table(self) -> list[tuple[int, float | None, float | None]]:
+        """Rows (label, Dice before, Dice after) against the fixed labels; None where not available."""
+        from fnoreg_core.metrics import dice_per_label
+
+        if self.fixed_labels is None:
+            return []
+        fl = self.fixed_labels.data
+        before: dict[int, float] = {}
+        if self.moving_labels is not None and self.same_grid:
+            before = dice_per_label(fl, self.moving_labels.data)
+        after: dict[int, float] = dice_per_label(fl, self.moved_labels) if self.moved_labels is not None else {}
+        keys = sorted(set(before) | set(after))
+        return [(k, before.get(k), after.get(k)) for k in keys]
+
+    # -- display -----------------------------------------------------------------------------
+    def set_display(self, **changes: Any) -> None:
+        """Change display settings (``mode``, ``overlay``, ``label_mode``, ``alpha``, ``checker_tile``,
+        ``grid_spacing``, ``window``, ``jac_range``, ``disp_max_mm``)."""
+        d = self.display
+        for key, value in changes.items():
+            if not hasattr(d, key):
+                raise ValueError(f"unknown display setting {key!r}")
+            if key == "mode" and value not in MODES:
+                raise ValueError(f"mode must be one of {MODES}, got {value!r}")
+            if key == "overlay" and value not in OVERLAYS:
+                raise ValueError(f"overlay must be one of {OVERLAYS}, got {value!r}")
+            if key == "label_mode" and value not in LABEL_MODES:
+                raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {value!r}")
+            if key == "alpha":
+                value = float(np.clip(value, 0.0, 1.0))
+            if key in ("checker_tile", "grid_spacing"):
+                value = max(2, int(value))
+            if key == "window" and value is not None:
+                lo, hi = (float(v) for v in value)
+                if not hi > lo:
+                    raise ValueError(f"window needs hi > lo, got {value!r}")
+                value = (lo, hi)
+            setattr(d, key, value)
+        self._emit("display")
+
+    def set_slice(self, axis: int, index: int) -> None:
+        """Move the crosshair along one array axis (clamped to the image)."""
+        if self.fixed is None:
+            return
+        if not 0 <= axis < self.fixed.ndim:
+            raise ValueError(f"axis {axis} out of range for a {self.fixed.ndim}-D image")
+        n = self.fixed.shape[axis]
+        index = int(np.clip(index, 0, n - 1))
+        if self.slices[axis] != index:
+            self.slices[axis] = index
+            self._emit("slice")
+
+    def set_crosshair(self, point: tuple[int, ...]) -> None:
+        if self.fixed is None:
+            return
+        changed = False
+        for axis, v in enumerate(point[: self.fixed.ndim]):
+            v = int(np.clip(v, 0, self.fixed.shape[axis] - 1))
+            if self.slices[axis] != v:
+                self.slices[axis] = v
+                changed = True
+        if changed:
+            self._emit("slice")
+
+    # -- report ------------------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        """JSON-ready report: inputs, model, the result's summary, Dice before/after."""
+        rep: dict[str, Any] = {
+            "fixed": str(self.fixed.path) if self.fixed is not None and self.fixed.path else None,
+            "moving": str(self.moving.path) if self.moving is not None and self.moving.path else None,
+            "fixed_labels": str(self.fixed_labels.path) if self.fixed_labels is not None and self.fixed_labels.path else None,
+            "moving_labels": str(self.moving_labels.path) if self.moving_labels is not None and self.moving_labels.path else None,
+            "model": str(self.model_path) if self.model_path else None,
+            "model_card": self.card.to_dict() if self.card is not None and hasattr(self.card, "to_dict") else None,
+        }
+        if self.result is not None:
+            rep["result"] = self.result.summary()
+        rows = self.dice_table()
+        if rows:
+            rep["dice"] = {str(k): {"before": b, "after": a} for k, b, a in rows}
+            bs = [b for _, b, _ in rows if b is not None]
+            as_ = [a for _, _, a in rows if a is not None]
+            rep["mean_dice_before"] = float(np.mean(bs)) if bs else None
+            rep["mean_dice_after"] = float(np.mean(as_)) if as_ else None
+        return rep
