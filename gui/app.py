@@ -330,7 +330,22 @@ class MainWindow(QMainWindow):
             self._rebuild_views()
         if event in ("images", "labels", "result", "model"):
             self._refresh_controls()
+        if event == "display":
+            self._sync_display_widgets()
         self.redraw()
+
+    def _sync_display_widgets(self) -> None:
+        """Widgets follow the state when it is changed from elsewhere (scripts, tests, other widgets)."""
+        d = self.state.display
+        for w, setter in ((self.mode_combo, lambda: self.mode_combo.setCurrentIndex(MODES.index(d.mode))),
+                          (self.overlay_combo, lambda: self.overlay_combo.setCurrentIndex(OVERLAYS.index(d.overlay))),
+                          (self.labels_combo, lambda: self.labels_combo.setCurrentText(d.label_mode)),
+                          (self.alpha_slider, lambda: self.alpha_slider.setValue(int(round(d.alpha * 100)))),
+                          (self.tile_spin, lambda: self.tile_spin.setValue(d.checker_tile)),
+                          (self.grid_spin, lambda: self.grid_spin.setValue(d.grid_spacing))):
+            w.blockSignals(True)
+            setter()
+            w.blockSignals(False)
 
     def _rebuild_views(self) -> None:
         key = self.state.ndim
@@ -338,6 +353,8 @@ class MainWindow(QMainWindow):
             return
         for v in self.views:
             self.view_grid.removeWidget(v)
+            v.hide()
+            v.setParent(None)
             v.deleteLater()
         axes = render.view_axes(key) if key else [None]
         self.views = [SliceView(self.state, a) for a in axes]
@@ -378,7 +395,8 @@ class MainWindow(QMainWindow):
         res = st.result
         if res is not None:
             s = res.summary()
-            t = f"{self.last_seconds:.2f} s" if self.last_seconds is not None else ""
+            secs = self.last_seconds if self.last_seconds is not None else res.timings.get("total", 0.0)
+            t = f"{secs:.2f} s"
             self.metrics_label.setText(
                 f"time {t} (network {res.timings.get('inference', 0):.2f} s, {res.backend})\n"
                 f"folding (J<=0): {res.folding['nonpositive_pct']:.3f} %   SDlogJ {res.sdlogj:.3f}\n"

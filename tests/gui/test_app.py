@@ -131,3 +131,14 @@ def test_drop_and_recent(qtbot, win, demo_dir):
 
 def test_main_rejects_half_pair(capsys):
     assert main(["--fixed", "a.nii.gz"]) == 2
+
+
+def test_widgets_follow_state(qtbot, win):
+    assert win.open_demo("3d_2mm")
+    assert [v.axis for v in win.views] == [0, 1, 2]
+    assert win.open_demo("2d")
+    qtbot.wait(10)
+    assert [v.axis for v in win.views] == [None] and win.view_grid.count() == 1
+    win.state.set_display(mode="difference", overlay="jacobian", label_mode="fill", checker_tile=7)
+    assert win.mode_combo.currentData() == "difference" and win.overlay_combo.currentData() == "jacobian"
+    assert win.labels_combo.currentText() == "fill" and win.tile_spin.value() == 7
