@@ -39,7 +39,7 @@ from fnoreg_core.data.base import PairSource
 
 __all__ = ["HARMONISED_LABELS", "AAL_TO_HARMONISED", "ASEG_TO_HARMONISED", "GRIDS", "SUBJECTS", "GRID_ORIGIN_MM",
            "default_root", "find_sources", "MissingSourceError", "build_templates", "TemplatePairs",
-           "grid_affine", "template_pair_list"]
+           "grid_affine", "template_pair_list", "PRIOR_SUBJECTS", "prior_label_maps"]
 
 BUILD_VERSION = "2"
 SUBJECTS = ("mni152", "colin27", "fsaverage")
@@ -427,3 +427,24 @@ class TemplatePairs(PairSource):
             if other.shape == shape:
                 return other
         return super().resized(shape)
+
+
+#: Subjects whose label maps cover the whole brain (Colin27's AAL maps hold only 12 structures here).
+PRIOR_SUBJECTS = ("fsaverage", "mni152")
+
+
+def prior_label_maps(root: str | Path | None = None, dims: int = 3) -> list[np.ndarray]:
+    """Brain-shaped label maps for synthetic training (``synth:brains``): the harmonised maps of
+    :data:`PRIOR_SUBJECTS` at 1 mm (3D volumes; 2D: their axial slices, 160x192, the shape of the
+    2D sets; coronal slices would be squashed into it), int16.
+
+    These are label maps only: no image of the set is used. A model trained on them has seen the
+    shapes of fsaverage's and MNI152's structures (document this next to its evaluation).
+    """
+    maps = []
+    sets = [dict(dims=3)] if dims == 3 else [dict(dims=2, plane="axial")]
+    for kwargs in sets:
+        source = TemplatePairs(root, split="train", resolution="1mm", **kwargs)
+        for subject in PRIOR_SUBJECTS:
+            maps.append(source.load_subject(subject)[1])
+    return maps
