@@ -26,8 +26,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fnoreg_core.data.base import PairSource
+from fnoreg_core.io import staged_folder
 
 __all__ = ["HARMONISED_LABELS", "AAL_TO_HARMONISED", "ASEG_TO_HARMONISED", "GRIDS", "SUBJECTS", "GRID_ORIGIN_MM",
            "default_root", "find_sources", "MissingSourceError", "build_templates", "TemplatePairs",
@@ -277,9 +276,7 @@ def build_templates(root: str | Path | None = None, force: bool = False,
         if old.get("build_version") == BUILD_VERSION and old.get("sources") == source_info and _complete(root, old):
             progress(f"templates: up to date in {root} (use --force to rebuild)")
             return manifest_path
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".building.", dir=root.parent))
-    try:
+    with staged_folder(root) as tmp:
         files: dict[str, Any] = {}
         steps = len(SUBJECTS) * len(GRIDS)
         step = 0
@@ -319,17 +316,6 @@ def build_templates(root: str | Path | None = None, force: bool = False,
             "files": files,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if root.exists():
-            old_dir = root.with_name(root.name + ".old")
-            shutil.rmtree(old_dir, ignore_errors=True)
-            root.rename(old_dir)
-            tmp.rename(root)
-            shutil.rmtree(old_dir, ignore_errors=True)
-        else:
-            tmp.rename(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     progress(f"templates: wrote {len(files)} files and manifest.json to {root}")
     return manifest_path
 
