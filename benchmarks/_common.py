@@ -88,14 +88,24 @@ def limit_memory(gb: float) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
-def mem_available_gb() -> float:
+def _meminfo_gb(key: str) -> float:
+    """A /proc/meminfo entry in GiB (0.0 where unavailable)."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024 ** 2
     except OSError:
         pass
     return 0.0
+
+
+def mem_available_gb() -> float:
+    return _meminfo_gb("MemAvailable")
+
+
+def mem_limit_from_args(args) -> float:
+    """``--mem-limit-gb`` of :func:`add_case_runner_args`, default 85 % of MemAvailable."""
+    return args.mem_limit_gb if args.mem_limit_gb is not None else round(0.85 * mem_available_gb(), 1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -113,13 +123,7 @@ def cpu_model() -> str:
 
 
 def mem_total_gb() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024 ** 2
-    except OSError:
-        pass
-    return 0.0
+    return _meminfo_gb("MemTotal")
 
 
 def _git(*args: str) -> str:

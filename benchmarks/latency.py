@@ -211,21 +211,11 @@ def run_case(case: dict, out_path: str) -> None:
 
 
 def gpu_backends() -> list[str]:
-    out = []
-    try:
-        import onnxruntime as ort
+    """GPU backends the runtime can use here, in this script's short names ("ort-cuda", "trt")."""
+    from fnoreg_export.runtime import available_backends
 
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            out.append("ort-cuda")
-    except ImportError:
-        pass
-    try:
-        import tensorrt  # noqa: F401
-
-        out.append("trt")
-    except ImportError:
-        pass
-    return out
+    short = {"onnxruntime-cuda": "ort-cuda", "tensorrt": "trt"}
+    return [short[b] for b in available_backends() if b in short]
 
 
 def main() -> None:
@@ -277,7 +267,7 @@ def main() -> None:
         sizes = [tuple(int(n) for n in s.split("x")) for s in args.sizes.split(",") if s]
     else:
         sizes = SIZES_QUICK if quick else SIZES_FULL
-    mem_limit = args.mem_limit_gb if args.mem_limit_gb is not None else round(0.85 * C.mem_available_gb(), 1)
+    mem_limit = C.mem_limit_from_args(args)
     gpu = gpu_backends()
     fingerprint = C.source_fingerprint()
     head = C.header(

@@ -334,7 +334,7 @@ def main() -> None:
         budget_s=args.budget if args.budget is not None else (5.0 if quick else 30.0),
     )
     timing["min_repeats"] = min(timing["min_repeats"], timing["repeats"])
-    mem_limit = args.mem_limit_gb if args.mem_limit_gb is not None else round(0.85 * C.mem_available_gb(), 1)
+    mem_limit = C.mem_limit_from_args(args)
     sizes = SIZES_QUICK if quick else SIZES_FULL
     fingerprint = C.source_fingerprint()
     head = C.header(
