@@ -352,6 +352,28 @@ def median_of(m):
     return m["median_ms"] if isinstance(m, dict) and "median_ms" in m else None
 
 
+def add_timing_args(parser, budget_s: float) -> None:
+    """--warmup / --repeats / --min-repeats / --budget of the latency-style benchmarks."""
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs per measurement (default 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement, at most (default 7)")
+    parser.add_argument("--min-repeats", type=int, default=None,
+                        help="timed runs per measurement, at least (default 3)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help=f"stop adding timed runs to a measurement after this many seconds (default {budget_s:g})")
+
+
+def timing_from_args(args, quick: bool, budget_s: float) -> dict:
+    """The timing dict of :func:`add_timing_args` options; ``--quick`` defaults: 2 runs, 5 s."""
+    timing = dict(
+        warmup=args.warmup if args.warmup is not None else 1,
+        repeats=args.repeats if args.repeats is not None else (2 if quick else 7),
+        min_repeats=args.min_repeats if args.min_repeats is not None else (2 if quick else 3),
+        budget_s=args.budget if args.budget is not None else (5.0 if quick else float(budget_s)),
+    )
+    timing["min_repeats"] = min(timing["min_repeats"], timing["repeats"])
+    return timing
+
+
 def add_case_runner_args(parser, name: str, unit: str, case_timeout_s: float) -> None:
     """The options every case-per-process benchmark shares (memory cap, timeout, quiet-machine wait,
     output name, and the hidden child-process options). ``unit`` names a case in help texts."""
