@@ -88,14 +88,24 @@ def limit_memory(gb: float) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
-def mem_available_gb() -> float:
+def _meminfo_gb(key: str) -> float:
+    """A /proc/meminfo entry in GiB (0.0 where unavailable)."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024 ** 2
     except OSError:
         pass
     return 0.0
+
+
+def mem_available_gb() -> float:
+    return _meminfo_gb("MemAvailable")
+
+
+def mem_limit_from_args(args) -> float:
+    """``--mem-limit-gb`` of :func:`add_case_runner_args`, default 85 % of MemAvailable."""
+    return args.mem_limit_gb if args.mem_limit_gb is not None else round(0.85 * mem_available_gb(), 1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -113,13 +123,7 @@ def cpu_model() -> str:
 
 
 def mem_total_gb() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024 ** 2
-    except OSError:
-        pass
-    return 0.0
+    return _meminfo_gb("MemTotal")
 
 
 def _git(*args: str) -> str:
@@ -346,6 +350,28 @@ def ratio(a, b) -> str:
 
 def median_of(m):
     return m["median_ms"] if isinstance(m, dict) and "median_ms" in m else None
+
+
+def add_timing_args(parser, budget_s: float) -> None:
+    """--warmup / --repeats / --min-repeats / --budget of the latency-style benchmarks."""
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs per measurement (default 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement, at most (default 7)")
+    parser.add_argument("--min-repeats", type=int, default=None,
+                        help="timed runs per measurement, at least (default 3)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help=f"stop adding timed runs to a measurement after this many seconds (default {budget_s:g})")
+
+
+def timing_from_args(args, quick: bool, budget_s: float) -> dict:
+    """The timing dict of :func:`add_timing_args` options; ``--quick`` defaults: 2 runs, 5 s."""
+    timing = dict(
+        warmup=args.warmup if args.warmup is not None else 1,
+        repeats=args.repeats if args.repeats is not None else (2 if quick else 7),
+        min_repeats=args.min_repeats if args.min_repeats is not None else (2 if quick else 3),
+        budget_s=args.budget if args.budget is not None else (5.0 if quick else float(budget_s)),
+    )
+    timing["min_repeats"] = min(timing["min_repeats"], timing["repeats"])
+    return timing
 
 
 def add_case_runner_args(parser, name: str, unit: str, case_timeout_s: float) -> None:

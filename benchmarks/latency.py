@@ -211,21 +211,11 @@ def run_case(case: dict, out_path: str) -> None:
 
 
 def gpu_backends() -> list[str]:
-    out = []
-    try:
-        import onnxruntime as ort
+    """GPU backends the runtime can use here, in this script's short names ("ort-cuda", "trt")."""
+    from fnoreg_export.runtime import available_backends
 
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            out.append("ort-cuda")
-    except ImportError:
-        pass
-    try:
-        import tensorrt  # noqa: F401
-
-        out.append("trt")
-    except ImportError:
-        pass
-    return out
+    short = {"onnxruntime-cuda": "ort-cuda", "tensorrt": "trt"}
+    return [short[b] for b in available_backends() if b in short]
 
 
 def main() -> None:
@@ -240,11 +230,7 @@ def main() -> None:
                    help="spatial sizes to run, e.g. '160x192,80x96x112' (default: 160x192,80x96x112,160x192x224)")
     p.add_argument("--no-static", action="store_true", help="skip the static graphs (their export is slow)")
     p.add_argument("--no-runtime", action="store_true", help="skip the end-to-end runtime rows")
-    p.add_argument("--warmup", type=int, default=None, help="untimed runs per measurement (default 1)")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per measurement, at most (default 7)")
-    p.add_argument("--min-repeats", type=int, default=None, help="timed runs per measurement, at least (default 3)")
-    p.add_argument("--budget", type=float, default=None,
-                   help="stop adding timed runs to a measurement after this many seconds (default 60)")
+    C.add_timing_args(p, budget_s=60)
     C.add_case_runner_args(p, NAME, "case", 3600)
     args = p.parse_args()
     if args._case:
@@ -261,13 +247,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     quick = args.quick
-    timing = dict(
-        warmup=args.warmup if args.warmup is not None else 1,
-        repeats=args.repeats if args.repeats is not None else (2 if quick else 7),
-        min_repeats=args.min_repeats if args.min_repeats is not None else (2 if quick else 3),
-        budget_s=args.budget if args.budget is not None else (5.0 if quick else 60.0),
-    )
-    timing["min_repeats"] = min(timing["min_repeats"], timing["repeats"])
+    timing = C.timing_from_args(args, quick, budget_s=60)
     presets = dict(PRESETS_QUICK if quick else PRESETS_FULL)
     if args.preset_2d:
         presets[2] = args.preset_2d
@@ -277,7 +257,7 @@ def main() -> None:
         sizes = [tuple(int(n) for n in s.split("x")) for s in args.sizes.split(",") if s]
     else:
         sizes = SIZES_QUICK if quick else SIZES_FULL
-    mem_limit = args.mem_limit_gb if args.mem_limit_gb is not None else round(0.85 * C.mem_available_gb(), 1)
+    mem_limit = C.mem_limit_from_args(args)
     gpu = gpu_backends()
     fingerprint = C.source_fingerprint()
     head = C.header(

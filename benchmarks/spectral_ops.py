@@ -310,11 +310,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: sizes 160x192 and 80x96x112, 2 timed runs")
     p.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads (default 2)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed runs per measurement (default 1)")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per measurement, at most (default 7)")
-    p.add_argument("--min-repeats", type=int, default=None, help="timed runs per measurement, at least (default 3)")
-    p.add_argument("--budget", type=float, default=None,
-                   help="stop adding timed runs to a measurement after this many seconds (default 30)")
+    C.add_timing_args(p, budget_s=30)
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX exports and onnxruntime timings")
     p.add_argument("--no-profile", action="store_true", help="skip the op hotspot profiles")
     C.add_case_runner_args(p, NAME, "(layer, size) case", 3600)
@@ -327,14 +323,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     quick = args.quick
-    timing = dict(
-        warmup=args.warmup if args.warmup is not None else 1,
-        repeats=args.repeats if args.repeats is not None else (2 if quick else 7),
-        min_repeats=args.min_repeats if args.min_repeats is not None else (2 if quick else 3),
-        budget_s=args.budget if args.budget is not None else (5.0 if quick else 30.0),
-    )
-    timing["min_repeats"] = min(timing["min_repeats"], timing["repeats"])
-    mem_limit = args.mem_limit_gb if args.mem_limit_gb is not None else round(0.85 * C.mem_available_gb(), 1)
+    timing = C.timing_from_args(args, quick, budget_s=30)
+    mem_limit = C.mem_limit_from_args(args)
     sizes = SIZES_QUICK if quick else SIZES_FULL
     fingerprint = C.source_fingerprint()
     head = C.header(

@@ -193,7 +193,7 @@ def main() -> None:
         budget_s=args.budget if args.budget is not None else (10.0 if quick else 60.0),
     )
     timing["min_steps"] = min(timing["min_steps"], timing["steps"])
-    mem_limit = args.mem_limit_gb if args.mem_limit_gb is not None else round(0.85 * C.mem_available_gb(), 1)
+    mem_limit = C.mem_limit_from_args(args)
     todo = [c for c in configs(quick)
             if (args.models is None or c["model"] in args.models)
             and (args.presets is None or c["preset"] in args.presets)]

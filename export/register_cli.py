@@ -81,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("fixed", nargs="?", metavar="FIXED", help="fixed (target) image, NIfTI/MGZ, 2-D or 3-D")
     p.add_argument("moving", nargs="?", metavar="MOVING", help="moving (source) image, NIfTI/MGZ")
-    p.add_argument("--model", "-m", required=True, metavar="M",
+    p.add_argument("--model", "-m", metavar="M",
                    help="exported model: .onnx (card embedded or M.json beside it) or TensorRT .engine "
-                        "(with M.json)")
+                        "(with M.json). Default: the bundled model for the images' dimensionality "
+                        "(assets/models/fnoreg2d or fnoreg3d)")
     p.add_argument("--output", "-o", required=True, metavar="OUT",
                    help="output folder (created; one subfolder per pair with --pairs)")
     p.add_argument("--moving-labels", metavar="L", help="label map of the moving image: warped (nearest) to "
@@ -163,8 +164,8 @@ def read_pairs(csv_path: Path) -> list[Pair]:
     return pairs
 
 
-def _precheck(pair: Pair) -> None:
-    """Files exist and have the header of a 2-D/3-D image (cheap: no voxel data read)."""
+def _precheck(pair: Pair) -> int:
+    """Files exist and have the header of a 2-D/3-D image (cheap: no voxel data read); returns the dims."""
     import nibabel as nib
 
     shapes = {}
@@ -190,6 +191,7 @@ def _precheck(pair: Pair) -> None:
     if _ndim_of(f) != _ndim_of(m):
         raise InputError(f"fixed image {pair.fixed} is {_ndim_of(f)}-D {f} but moving image {pair.moving} is "
                          f"{_ndim_of(m)}-D {m}; register images of one dimensionality")
+    return _ndim_of(f)
 
 
 def _ndim_of(shape: tuple[int, ...]) -> int:
@@ -374,14 +376,23 @@ def run(args: argparse.Namespace) -> int:
                       Path(args.fixed_labels) if args.fixed_labels else None)]
     if args.threads is not None and args.threads < 1:
         raise InputError(f"expected --threads >= 1, got {args.threads}")
-    for pair in pairs:
-        _precheck(pair)
+    dims = {_precheck(pair) for pair in pairs}
+    model = args.model
+    if model is None:
+        from fnoreg_export.bundled import BundledModelError, default_model
+
+        if len(dims) > 1:
+            raise InputError("the pairs mix 2-D and 3-D images; run them separately or pass --model")
+        try:
+            model = str(default_model(dims.pop()))
+        except BundledModelError as exc:
+            raise InputError(str(exc)) from None
     out = Path(args.output).expanduser().absolute()
     batch = bool(args.pairs)
     names = [p.name for p in pairs] + ["summary.csv"] if batch else list(OUTPUT_FILES)
     _check_output(out, names, args.overwrite)
 
-    reg = Registrator.load(args.model, backend=args.backend, threads=args.threads, canonical=not args.no_canonical)
+    reg = Registrator.load(model, backend=args.backend, threads=args.threads, canonical=not args.no_canonical)
     if not args.quiet:
         print(f"{PROG}: {reg.card.name} {reg.card.version} ({reg.dims}D) on {reg.backend}"
               f"{f', {args.threads} threads' if args.threads else ''}; {len(pairs)} pair(s) -> {out}",

@@ -10,13 +10,16 @@ and 3D Slicer read them.
 from __future__ import annotations
 
 import os
+import contextlib
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["ImageError", "LoadedImage", "load_image", "IMAGE_SUFFIXES", "save_image", "save_warp_itk", "load_warp_itk",
-           "NIFTI_INTENT_VECTOR"]
+           "NIFTI_INTENT_VECTOR", "staged_folder"]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
 
@@ -274,3 +277,29 @@ def load_warp_itk(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     else:
         vec = data[:, :, :, 0, :]
     return np.ascontiguousarray(np.moveaxis(vec, -1, 0)), np.asarray(img.affine, dtype=np.float64)
+
+
+@contextlib.contextmanager
+def staged_folder(dest: str | Path):
+    """Build a whole folder elsewhere and put it in place only when complete.
+
+    Yields a temporary folder beside ``dest``; on normal exit it replaces ``dest`` (an existing
+    ``dest`` is moved aside, the new one renamed in, the old one removed); on an exception the
+    temporary folder is removed and ``dest`` is left as it was.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".building.", dir=dest.parent))
+    try:
+        yield tmp
+        if dest.exists():
+            old = dest.with_name(dest.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            dest.rename(old)
+            tmp.rename(dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

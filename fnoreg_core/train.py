@@ -68,6 +68,7 @@ class TrainConfig:
     lr: float = 1e-4
     batch_size: int = 1
     steps: int = 1000
+    time_budget_min: float | None = None
     val_every: int = 200
     val_pairs: int = 8
     workers: int = 0
@@ -93,6 +94,8 @@ class TrainConfig:
         for key in ("steps", "batch_size", "val_every", "val_pairs"):
             if getattr(self, key) < 1:
                 raise TrainError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.time_budget_min is not None and self.time_budget_min <= 0:
+            raise TrainError(f"time_budget_min must be > 0, got {self.time_budget_min}")
         if self.lr <= 0 or self.reg_weight < 0 or self.dice_weight < 0:
             raise TrainError("lr must be > 0 and reg_weight, dice_weight >= 0")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -301,6 +304,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best_dice, history = 0, -math.inf, {}
+    train_seconds = 0.0  # optimisation time summed over all sessions of this run (validation excluded)
     if resume:
         if not last.is_file():
             raise TrainError(f"--resume: no checkpoint {last}; start without --resume")
@@ -314,12 +318,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         model.load_state_dict(ckpt["state_dict"])
         optimiser.load_state_dict(ckpt["optimizer"])
         step, best_dice = int(ckpt["step"]), float(ckpt.get("best_val_dice", -math.inf))
+        train_seconds = float(ckpt.get("train_seconds", 0.0))
         if main_rank:
             print(f"resumed {last} at step {step}")
     elif last.exists():
         raise TrainError(f"{last} exists; pass --resume to continue that run, or choose another --out")
     if step >= cfg.steps:
         raise TrainError(f"the run is already at step {step} >= --steps {cfg.steps}; raise --steps to train on")
+    budget_s = math.inf if cfg.time_budget_min is None else 60.0 * cfg.time_budget_min
+    if train_seconds >= budget_s:
+        raise TrainError(f"the run has already trained {train_seconds / 60:.1f} min >= --time-budget-min "
+                         f"{cfg.time_budget_min}; raise it to train on")
 
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
@@ -342,7 +351,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
     def save(path: Path, metrics: dict[str, float]) -> None:
         save_checkpoint(path, model, step=step, optimizer=optimiser.state_dict(), metrics=metrics,
-                        best_val_dice=best_dice, train_config=dataclasses.asdict(cfg),
+                        best_val_dice=best_dice, train_seconds=train_seconds, train_config=dataclasses.asdict(cfg),
                         train_resolution=list(train_src.shape), voxel_size_mm=list(val_src.voxel_size_mm or []),
                         intensity_norm=DEFAULT_NORM.to_dict(),
                         name=cfg.name or f"{cfg.model}-{cfg.preset or 'custom'}",
@@ -363,7 +372,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     net.train()
     t0 = time.perf_counter()
     epoch_iter = iter(loader)
-    while step < cfg.steps:
+    out_of_time = False
+    while step < cfg.steps and not out_of_time:
+        t_step = time.perf_counter()
         try:
             batch = next(epoch_iter)
         except StopIteration:  # DistributedSampler: one pass per epoch
@@ -380,16 +391,25 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         loss.backward()
         optimiser.step()
         step += 1
+        if world > 1:  # every rank must stop at the same step
+            spent = torch.tensor([time.perf_counter() - t_step], dtype=torch.float64)
+            dist.all_reduce(spent, op=dist.ReduceOp.MAX)
+            train_seconds += float(spent)
+        else:
+            train_seconds += time.perf_counter() - t_step
+        out_of_time = train_seconds >= budget_s
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.4g}")
-        if main_rank and (step % 10 == 0 or step == cfg.steps):
+        final = step == cfg.steps or out_of_time
+        if main_rank and (step % 10 == 0 or final):
             logger.log(step, {f"train/{k}": v for k, v in parts.items()})
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if step % cfg.val_every == 0 or final:
             if main_rank:
                 metrics = validate(model, val_src, device, cfg.val_pairs)
                 metrics["train_loss"] = parts["loss"]
                 metrics["elapsed_s"] = time.perf_counter() - t0
+                metrics["train_s"] = train_seconds
                 logger.log(step, {f"val/{k[4:]}" if k.startswith("val_") else k: v for k, v in metrics.items()})
                 improved = not math.isnan(metrics["val_dice"]) and metrics["val_dice"] > best_dice
                 if improved:
@@ -405,11 +425,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 dist.barrier()
     if bar is not None:
         bar.close()
+    if out_of_time and main_rank:
+        print(f"time budget of {cfg.time_budget_min} min reached at step {step}")
     logger.close()
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return {"step": step, "best_val_dice": best_dice, **metrics}
+    return {"step": step, "best_val_dice": best_dice, "train_seconds": train_seconds, **metrics}
 
 
 # -- CLI -------------------------------------------------------------------------------------------
@@ -433,6 +455,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="Adam learning rate. Default: 1e-4")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--steps", type=int, help="total optimiser steps. Default: 1000")
+    p.add_argument("--time-budget-min", type=float,
+                   help="stop (validate, save) once optimisation time summed over all sessions of the run reaches "
+                        "this many minutes; with --steps, whichever comes first. Default: no limit")
     p.add_argument("--val-every", type=int)
     p.add_argument("--val-pairs", type=int)
     p.add_argument("--workers", type=int, help="DataLoader worker processes. Default: 0")
@@ -460,7 +485,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise TrainError(f"{args.config} must hold a mapping of TrainConfig keys")
         values.update(loaded)
     for key in ("model", "preset", "dims", "data", "val_data", "train_res", "val_res", "loss", "reg_weight",
-                "dice_weight", "lr", "batch_size", "steps", "val_every", "val_pairs", "workers", "seed", "device",
+                "dice_weight", "lr", "batch_size", "steps", "time_budget_min", "val_every", "val_pairs", "workers", "seed", "device",
                 "out", "name"):
         v = getattr(args, key)
         if v is not None:

@@ -4,6 +4,8 @@
 
 =================  ==========================================================================
 ``synth``          SynthMorph-style synthetic pairs at any size (:mod:`.synth`), no data needed
+``synth:brains[:DIR]``  the same, deforming brain-shaped label maps (fsaverage aseg and MNI152
+                   tissue classes of the template set, :func:`.templates.prior_label_maps`)
 ``templates[:DIR]``  the offline real-brain set built by ``fnoreg-data templates`` (:mod:`.templates`)
 ``oasis:PATH``     OASIS-1, neurite-oasis / Learn2Reg layout, the paper's splits (:mod:`.oasis`)
 ``pairs:CSV``      a user's own NIfTI pairs listed in a CSV (:mod:`.pairs`)
@@ -56,8 +58,16 @@ def open_source(spec: str, dims: int, split: str = "train", shape: Sequence[int]
         if shape is None:
             raise DataSpecError("synthetic data needs a size (e.g. --res 80x96x112)")
         offsets = {"train": 0, "val": 1_000_003, "test": 2_000_003}
+        priors, names = None, None
+        if arg:
+            prior_kind, _, prior_root = arg.partition(":")
+            if prior_kind != "brains":
+                raise DataSpecError(f"unknown synthetic prior {arg!r}; expected synth or synth:brains[:DIR]")
+            from fnoreg_core.data.templates import HARMONISED_LABELS, prior_label_maps
+
+            priors, names = prior_label_maps(prior_root or None, dims), dict(HARMONISED_LABELS)
         source: PairSource = SynthPairs(tuple(shape), n_pairs={"train": 10_000, "val": 16, "test": 32}[split],
-                                        seed=seed + offsets[split])
+                                        seed=seed + offsets[split], label_maps=priors, label_names=names)
     elif kind == "templates":
         from fnoreg_core.data.templates import TemplatePairs
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from fnoreg_core.io import staged_folder
 
 __all__ = ["write_demo_assets", "DEMO_SETS", "MNI_NOTICE", "AAL_NOTICE"]
 
@@ -82,9 +82,7 @@ def write_demo_assets(templates_root: str | Path | None, out: str | Path) -> Pat
     from fnoreg_core.metrics import dice_per_label
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".building.", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         facts = {}
         for folder, kwargs in DEMO_SETS.items():
             source = TemplatePairs(templates_root, split="train", **kwargs)
@@ -109,17 +107,6 @@ def write_demo_assets(templates_root: str | Path | None, out: str | Path) -> Pat
         (lic / "AAL.txt").write_text(AAL_NOTICE)
         (tmp / "facts.json").write_text(json.dumps(facts, indent=1) + "\n")
         (tmp / "README.md").write_text(_readme(facts, source.label_names))
-        if out.exists():
-            old = out.with_name(out.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"demo: wrote {out}")
     return out
 

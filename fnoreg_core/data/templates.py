@@ -26,8 +26,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +34,11 @@ from typing import Any, Callable
 import numpy as np
 
 from fnoreg_core.data.base import PairSource
+from fnoreg_core.io import staged_folder
 
 __all__ = ["HARMONISED_LABELS", "AAL_TO_HARMONISED", "ASEG_TO_HARMONISED", "GRIDS", "SUBJECTS", "GRID_ORIGIN_MM",
            "default_root", "find_sources", "MissingSourceError", "build_templates", "TemplatePairs",
-           "grid_affine", "template_pair_list"]
+           "grid_affine", "template_pair_list", "PRIOR_SUBJECTS", "prior_label_maps"]
 
 BUILD_VERSION = "2"
 SUBJECTS = ("mni152", "colin27", "fsaverage")
@@ -277,9 +276,7 @@ def build_templates(root: str | Path | None = None, force: bool = False,
         if old.get("build_version") == BUILD_VERSION and old.get("sources") == source_info and _complete(root, old):
             progress(f"templates: up to date in {root} (use --force to rebuild)")
             return manifest_path
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".building.", dir=root.parent))
-    try:
+    with staged_folder(root) as tmp:
         files: dict[str, Any] = {}
         steps = len(SUBJECTS) * len(GRIDS)
         step = 0
@@ -319,17 +316,6 @@ def build_templates(root: str | Path | None = None, force: bool = False,
             "files": files,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if root.exists():
-            old_dir = root.with_name(root.name + ".old")
-            shutil.rmtree(old_dir, ignore_errors=True)
-            root.rename(old_dir)
-            tmp.rename(root)
-            shutil.rmtree(old_dir, ignore_errors=True)
-        else:
-            tmp.rename(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     progress(f"templates: wrote {len(files)} files and manifest.json to {root}")
     return manifest_path
 
@@ -427,3 +413,24 @@ class TemplatePairs(PairSource):
             if other.shape == shape:
                 return other
         return super().resized(shape)
+
+
+#: Subjects whose label maps cover the whole brain (Colin27's AAL maps hold only 12 structures here).
+PRIOR_SUBJECTS = ("fsaverage", "mni152")
+
+
+def prior_label_maps(root: str | Path | None = None, dims: int = 3) -> list[np.ndarray]:
+    """Brain-shaped label maps for synthetic training (``synth:brains``): the harmonised maps of
+    :data:`PRIOR_SUBJECTS` at 1 mm (3D volumes; 2D: their axial slices, 160x192, the shape of the
+    2D sets; coronal slices would be squashed into it), int16.
+
+    These are label maps only: no image of the set is used. A model trained on them has seen the
+    shapes of fsaverage's and MNI152's structures (document this next to its evaluation).
+    """
+    maps = []
+    sets = [dict(dims=3)] if dims == 3 else [dict(dims=2, plane="axial")]
+    for kwargs in sets:
+        source = TemplatePairs(root, split="train", resolution="1mm", **kwargs)
+        for subject in PRIOR_SUBJECTS:
+            maps.append(source.load_subject(subject)[1])
+    return maps

@@ -158,3 +158,16 @@ def test_demo_pair_reproduces_the_reference_unregistered_dice():
     dice = dice_per_label(m, f, labels=range(1, 13))
     assert len(dice) == 12
     assert abs(np.mean(list(dice.values())) - 0.434) < 0.02
+
+
+def test_synth_with_brain_priors(fake_sources, tmp_path):
+    root = tmp_path / "t"
+    T.build_templates(root, progress=lambda s: None)
+    maps = T.prior_label_maps(root, dims=2)
+    assert len(maps) == 2 and maps[0].shape == (160, 192) and maps[1].shape == (160, 192)
+    src = open_source(f"synth:brains:{root}", dims=3, split="train", shape=(40, 48, 56))
+    sample = src[0]
+    assert sample["moving"].shape == (1, 40, 48, 56) and src.has_labels
+    assert set(np.unique(sample["fixed_labels"])) <= set(range(15))  # harmonised ids only
+    with pytest.raises(DataSpecError, match="synth:brains"):
+        open_source("synth:faces", dims=2, shape=(32, 32))
