@@ -51,8 +51,8 @@ from fnoreg_core.metrics import folding_fraction, jacobian_determinant, sdlogj
 
 from .model_card import ModelCard, ModelCardError, read_card
 
-__all__ = ["Registrator", "RegistrationResult", "BackendError", "BACKENDS", "warp_labels", "warp_image",
-           "resample_to_fixed", "available_backends"]
+__all__ = ["Registrator", "RegistrationResult", "BackendError", "RunInterrupted", "BACKENDS", "warp_labels", "warp_image",
+           "resample_to_fixed", "resample_to_grid", "available_backends"]
 
 #: Backend names accepted by :meth:`Registrator.load`.
 BACKENDS = ("auto", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt")
@@ -62,6 +62,10 @@ _SLAB_VOXELS = 1 << 21  # resampling works in slabs of about this many voxels (b
 
 class BackendError(RuntimeError):
     """The requested inference backend cannot run here (package or GPU missing, engine mismatch)."""
+
+
+class RunInterrupted(RuntimeError):
+    """A network call was aborted by :meth:`Registrator.interrupt` (from another thread)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,10 +136,29 @@ class _OrtBackend:
         self.threads = opts.intra_op_num_threads
 
     def __call__(self, moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+        import onnxruntime as ort
+
         feed = {self.input_names[0]: moving.astype(self.dtype, copy=False),
                 self.input_names[1]: fixed.astype(self.dtype, copy=False)}
-        (out,) = self.session.run(None, feed)
+        run_options = ort.RunOptions()  # one per call: interrupt() flags only the call in flight
+        self._run_options = run_options
+        try:
+            (out,) = self.session.run(None, feed, run_options)
+        except Exception:
+            if run_options.terminate:
+                raise RunInterrupted("the network call was interrupted") from None
+            raise
+        finally:
+            self._run_options = None
         return np.asarray(out, dtype=np.float32)
+
+    def interrupt(self) -> bool:
+        """Abort the ``session.run`` in flight (call from another thread); False when none runs."""
+        run_options = getattr(self, "_run_options", None)
+        if run_options is None:
+            return False
+        run_options.terminate = True
+        return True
 
 
 class _CupyMemory:
@@ -646,10 +669,33 @@ def resample_to_fixed(image: Any, result: RegistrationResult, affine: Any = None
             raise ImageError(f"expected an array of the fixed image's shape {result.fixed_shape}, got "
                              f"{tuple(data.shape)} (or pass a nibabel image / an affine)")
         return data
-    if _same_grid(data.shape, aff, result.fixed_shape, result.fixed_affine):
+    return resample_to_grid(data, result.fixed_shape, result.fixed_affine, aff, labels=labels)
+
+
+def resample_to_grid(image: Any, grid_shape: Sequence[int], grid_affine: Any, affine: Any = None,
+                     labels: bool = False) -> np.ndarray:
+    """An image on its own grid resampled onto another grid through world coordinates (no deformation).
+
+    Parameters
+    ----------
+    image : (*spatial) array or nibabel image, 2-D or 3-D (``len(grid_shape)``)
+    grid_shape : spatial shape of the target grid
+    grid_affine : 4x4 voxel -> RAS mm of the target grid
+    affine : 4x4 voxel -> RAS mm of ``image`` (default: the nibabel image's own; identity for arrays)
+    labels : nearest neighbour (dtype kept) instead of linear (float32)
+
+    Returns
+    -------
+    (*grid_shape) array; target points outside the image's field of view are 0 (ITK border rules
+    as :func:`warp_image`). The image itself when it is already on that grid.
+    """
+    ndim = len(grid_shape)
+    grid_shape = tuple(int(n) for n in grid_shape)
+    data, aff = _as_image(image, affine, "labels" if labels else "image", ndim, labels=labels)
+    grid_aff4 = _check_affine(grid_affine, "grid_affine")
+    if _same_grid(data.shape, aff, grid_shape, grid_aff4):
         return data
-    return _pull(data, _affine_nd(aff, ndim), _affine_nd(result.fixed_affine, ndim), result.fixed_shape,
-                 None, order=0 if labels else 1)
+    return _pull(data, _affine_nd(aff, ndim), _affine_nd(grid_aff4, ndim), grid_shape, None, order=0 if labels else 1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -731,6 +777,16 @@ class Registrator:
 
     def __repr__(self) -> str:
         return f"Registrator({self.card.name!r} v{self.card.version}, {self.dims}D, backend={self.backend!r})"
+
+    def interrupt(self) -> bool:
+        """Abort the network call in flight, from another thread (e.g. a GUI's Cancel button).
+
+        The interrupted :meth:`predict` / :meth:`register` raises :class:`RunInterrupted` in its own
+        thread. onnxruntime backends only (``RunOptions.terminate``); returns False when no call is
+        running or the backend cannot be interrupted (TensorRT).
+        """
+        stop = getattr(self._backend, "interrupt", None)
+        return bool(stop()) if stop is not None else False
 
     # -- network -------------------------------------------------------------------------------
     def predict(self, moving_norm: np.ndarray, fixed_norm: np.ndarray) -> np.ndarray:

@@ -26,8 +26,9 @@ from fnoreg_core.layers.spatial_transformer import warp
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 from fnoreg_export.model_card import ModelCardError  # noqa: E402
-from fnoreg_export.runtime import (BackendError, Registrator, RegistrationResult, available_backends,  # noqa: E402
-                                   resample_to_fixed, warp_image, warp_labels)
+from fnoreg_export.runtime import (BackendError, Registrator, RegistrationResult, RunInterrupted,  # noqa: E402
+                                   available_backends, resample_to_fixed, resample_to_grid, warp_image,
+                                   warp_labels)
 
 ROOT = Path(__file__).resolve().parents[2]
 VOXEL_ATOL = 1e-4
@@ -211,6 +212,52 @@ def test_3d_moving_on_another_grid(fno3d):
     labels = (moving * 5).astype(np.int16)
     warped = warp_labels(nib.Nifti1Image(labels, moving_aff), res)
     assert warped.shape == shape and set(np.unique(warped)) <= set(np.unique(labels)) | {0}
+
+
+def test_resample_to_grid_through_affines():
+    rng = np.random.default_rng(8)
+    moving = rng.random((16, 16, 16)).astype(np.float32)
+    moving_aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    moving_aff[:3, 3] = [0.5, -1.0, 0.0]
+    grid_aff = np.diag([1.0, 1.0, 2.0, 1.0])
+    out = resample_to_grid(moving, (32, 32, 16), grid_aff, moving_aff)
+    assert out.shape == (32, 32, 16) and out.dtype == np.float32
+    q = np.linalg.solve(moving_aff[:3, :3], grid_aff[:3, :3] @ np.array([10, 12, 7]) + grid_aff[:3, 3] - moving_aff[:3, 3])
+    from scipy.ndimage import map_coordinates
+
+    assert out[10, 12, 7] == pytest.approx(map_coordinates(moving, q.reshape(3, 1), order=1)[0], rel=1e-5)
+    labels = (moving * 5).astype(np.int16)
+    lab = resample_to_grid(nib.Nifti1Image(labels, moving_aff), (32, 32, 16), grid_aff, labels=True)
+    assert lab.dtype == np.int16 and set(np.unique(lab)) <= set(np.unique(labels)) | {0}
+    np.testing.assert_array_equal(resample_to_grid(moving, (16, 16, 16), moving_aff, moving_aff), moving)
+
+
+def test_interrupt_aborts_the_call_in_flight(fno3d):
+    """Registrator.interrupt() from another thread (onnxruntime RunOptions.terminate) aborts session.run."""
+    import threading
+    import time
+
+    reg = Registrator.load(fno3d[1], backend="onnxruntime-cpu", threads=1)
+    assert reg.interrupt() is False  # nothing running
+    x = np.random.default_rng(9).random((96, 96, 96)).astype(np.float32)
+    outcome = {}
+
+    def run():
+        t0 = time.perf_counter()
+        try:
+            reg.predict(x, x)
+            outcome["error"] = None
+        except RunInterrupted as exc:
+            outcome["error"] = exc
+        outcome["seconds"] = time.perf_counter() - t0
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    while thread.is_alive() and not reg.interrupt():
+        time.sleep(0.002)
+    thread.join(60)
+    assert isinstance(outcome["error"], RunInterrupted), outcome
+    assert reg.predict(x[:32, :32, :32], x[:32, :32, :32]).shape == (3, 32, 32, 32)  # the session still works
 
 
 # ------------------------------------------------------------------------------------------------ warping
