@@ -1,6 +1,6 @@
 """fnoreg-gui: the main window (PySide6 + pyqtgraph) over a Qt-free :class:`ViewerState`.
 
-    fnoreg-gui                                   # the bundled demo pair (+ default model if bundled)
+    fnoreg-gui                                   # the bundled 3-D demo pair, registered with the bundled model
     fnoreg-gui --fixed F --moving M --model X.onnx [--fixed-labels FL --moving-labels ML]
 
 Widgets only draw what :func:`fnoreg_gui.render.frame` composes and forward user input to the
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QColor, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGridLayout, QGroupBox, QHBoxLayout, QLabel, QMainWindow, QMessageBox,
                                QPlainTextEdit, QProgressBar, QPushButton, QSlider, QSpinBox, QSplitter,
@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBo
 
 from . import render
 from .model import LABEL_MODES, MODES, OVERLAYS, RASTER_SUFFIXES, ViewerState
-from .pipeline import ModelCache, find_default_model, save_outputs
+from .pipeline import ModelCache, check_model_fits, save_outputs
 
-__all__ = ["MainWindow", "main", "DEMO_DIR"]
+__all__ = ["MainWindow", "QtInfoPanel", "build_window", "parse_args", "main", "DEMO_DIR"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO_ROOT / "assets" / "demo"
@@ -137,6 +137,119 @@ class SliceView(QWidget):
         self.last_redraw_ms = (time.perf_counter() - t0) * 1000.0
 
 
+def _rgb_pixmap(rgb: np.ndarray) -> QPixmap:
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    return QPixmap.fromImage(QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy())
+
+
+class QtInfoPanel(QWidget):
+    """Legend of the current colours, the registration's numbers and the per-label Dice table.
+
+    3-D: the fourth quadrant beside the three views; 2-D: a column beside the view.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 2, 2, 2)
+        self.legend_box = QGroupBox("Legend")
+        self.legend_layout = QVBoxLayout(self.legend_box)
+        self.legend_layout.setSpacing(2)
+        lay.addWidget(self.legend_box)
+        self.metrics_label = QLabel("")
+        self.metrics_label.setWordWrap(True)
+        lay.addWidget(self.metrics_label)
+        self.dice_table = QTableWidget(0, 3)
+        self.dice_table.setHorizontalHeaderLabels(["label", "Dice before", "Dice after"])
+        self.dice_table.verticalHeader().setVisible(False)
+        self.dice_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.dice_table.horizontalHeader().setStretchLastSection(True)
+        lay.addWidget(self.dice_table, 1)
+        self._legend_key = None
+
+    def refresh_legend(self, state: ViewerState) -> None:
+        rows = render.legend(state)
+        if rows == self._legend_key:
+            return
+        self._legend_key = rows
+        _clear_layout(self.legend_layout)
+        for row in rows:
+            if row[0] == "text":
+                self.legend_layout.addWidget(QLabel(row[1]))
+            elif row[0] == "swatch":
+                line = QHBoxLayout()
+                sw = QLabel()
+                sw.setPixmap(_rgb_pixmap(np.full((12, 22, 3), row[1], dtype=np.uint8)))
+                line.addWidget(sw)
+                line.addWidget(QLabel(row[2]), 1)
+                self.legend_layout.addLayout(line)
+            elif row[0] == "bar":
+                _, kind, (lo, mid, hi), text = row
+                self.legend_layout.addWidget(QLabel(text))
+                bar = QLabel()
+                bar.setPixmap(_rgb_pixmap(render.colour_bar(kind, 220, 12)))
+                self.legend_layout.addWidget(bar)
+                ticks = QHBoxLayout()
+                for t, align in ((lo, Qt.AlignmentFlag.AlignLeft), (mid, Qt.AlignmentFlag.AlignHCenter),
+                                 (hi, Qt.AlignmentFlag.AlignRight)):
+                    lab = QLabel(t)
+                    lab.setAlignment(align)
+                    ticks.addWidget(lab, 1)
+                tick_w = QWidget()
+                tick_w.setLayout(ticks)
+                tick_w.setFixedWidth(228)
+                ticks.setContentsMargins(0, 0, 0, 0)
+                self.legend_layout.addWidget(tick_w)
+        self.legend_box.setVisible(bool(rows))
+
+    def refresh(self, state: ViewerState, seconds: float | None) -> None:
+        self.refresh_legend(state)
+        res = state.result
+        if res is not None:
+            s = res.summary()
+            secs = seconds if seconds is not None else res.timings.get("total", 0.0)
+            self.metrics_label.setText(
+                f"<b>registered in {secs:.2f} s</b> (network {res.timings.get('inference', 0):.2f} s, {res.backend})<br>"
+                f"folding (J &lt;= 0): <b>{res.folding['nonpositive_pct']:.3f} %</b> of voxels, SDlogJ {res.sdlogj:.3f}<br>"
+                f"|u| mean {s['displacement_mm_mean']:.2f} mm, max {s['displacement_mm_max']:.2f} mm")
+        elif state.fixed is not None:
+            self.metrics_label.setText("not registered yet: press Register")
+        else:
+            self.metrics_label.setText("")
+        rows = state.dice_table()
+        names = state.label_names
+        self.dice_table.setRowCount(len(rows) + (1 if rows else 0))
+        fmt = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
+        colours = render.label_colours(np.array([r[0] for r in rows])) if rows else []
+        for i, (lab, b, a) in enumerate(rows):
+            for j, val in enumerate((f"{lab} {names[lab]}" if lab in names else str(lab), fmt(b), fmt(a))):
+                item = QTableWidgetItem(val)
+                if j == 0:
+                    item.setBackground(QColor(*(int(c) for c in colours[i])))
+                    item.setForeground(QColor(0, 0, 0))
+                self.dice_table.setItem(i, j, item)
+        if rows:
+            bs = [b for _, b, _ in rows if b is not None]
+            as_ = [a for _, _, a in rows if a is not None]
+            for j, val in enumerate(("mean", fmt(float(np.mean(bs))) if bs else "", fmt(float(np.mean(as_))) if as_ else "")):
+                item = QTableWidgetItem(val)
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
+                self.dice_table.setItem(len(rows), j, item)
+        self.dice_table.resizeColumnToContents(0)
+
+
+def _clear_layout(layout) -> None:
+    while layout.count():
+        item = layout.takeAt(0)
+        if item.widget() is not None:
+            item.widget().deleteLater()
+        elif item.layout() is not None:
+            _clear_layout(item.layout())
+
+
 class MainWindow(QMainWindow):
     """The app window. ``errors`` keeps (title, message) of every error shown (tests read it)."""
 
@@ -150,8 +263,17 @@ class MainWindow(QMainWindow):
         self.worker = None
         self.errors: list[tuple[str, str]] = []
         self.last_seconds: float | None = None
+        self.notices: list[str] = []
+        self.last_question: QMessageBox | None = None
+        self.auto_register = False          # register once when first shown (set by build_window)
+        self._interrupt_timer = QTimer(self)
+        self._interrupt_timer.setInterval(50)
+        self._interrupt_timer.timeout.connect(self._interrupt_worker)
         self.views: list[SliceView] = []
         self._views_key = None
+        self.info = QtInfoPanel()
+        self.metrics_label = self.info.metrics_label
+        self.dice_table = self.info.dice_table
 
         self.view_area = QWidget()
         self.view_grid = QGridLayout(self.view_area)
@@ -165,20 +287,34 @@ class MainWindow(QMainWindow):
         self._build_menu()
         self.state.subscribe(self._on_state)
         self._rebuild_views()
+        self._refresh_models()
         self._refresh_controls()
-        self.resize(1400, 800)
+        self.resize(1500, 920)
 
     # -- construction --------------------------------------------------------------------------
     def _build_controls(self) -> QWidget:
         panel = QWidget()
         lay = QVBoxLayout(panel)
 
+        self.notice_label = QLabel("")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setStyleSheet("QLabel { background: #fff3c4; color: #3a2a00; border: 1px solid #d9b64a;"
+                                        " padding: 4px; }")
+        self.notice_label.setVisible(False)
+        lay.addWidget(self.notice_label)
+
         box = QGroupBox("Model")
         form = QFormLayout(box)
         self.model_label = QLabel("no model")
         self.model_label.setWordWrap(True)
-        self.choose_model_btn = QPushButton("Choose model...")
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("bundled models (assets/models or $FNOREG_MODELS) and models you opened")
+        self.model_combo.activated.connect(self._on_model_combo_change)
+        self.choose_model_btn = QPushButton("Open model...")
         self.choose_model_btn.clicked.connect(self.choose_model)
+        mrow = QHBoxLayout()
+        mrow.addWidget(self.model_combo, 1)
+        mrow.addWidget(self.choose_model_btn)
         self.backend_combo = QComboBox()
         from fnoreg_export.runtime import BACKENDS
 
@@ -187,8 +323,8 @@ class MainWindow(QMainWindow):
         self.card_text = QPlainTextEdit()
         self.card_text.setReadOnly(True)
         self.card_text.setMaximumHeight(120)
+        form.addRow(mrow)
         form.addRow(self.model_label)
-        form.addRow(self.choose_model_btn)
         form.addRow("backend", self.backend_combo)
         form.addRow(self.card_text)
         lay.addWidget(box)
@@ -207,11 +343,8 @@ class MainWindow(QMainWindow):
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress_label = QLabel("")
-        self.metrics_label = QLabel("")
-        self.metrics_label.setWordWrap(True)
         v.addWidget(self.progress)
         v.addWidget(self.progress_label)
-        v.addWidget(self.metrics_label)
         lay.addWidget(box)
 
         box = QGroupBox("Display")
@@ -262,9 +395,7 @@ class MainWindow(QMainWindow):
         form.addRow("window", wrow)
         lay.addWidget(box)
 
-        self.dice_table = QTableWidget(0, 3)
-        self.dice_table.setHorizontalHeaderLabels(["label", "Dice before", "Dice after"])
-        lay.addWidget(self.dice_table, 1)
+        lay.addStretch(1)
         self.note_label = QLabel("")
         self.note_label.setWordWrap(True)
         lay.addWidget(self.note_label)
@@ -277,8 +408,8 @@ class MainWindow(QMainWindow):
             ("Open moving image...", lambda: self.open_dialog("moving"), None),
             ("Open fixed labels...", lambda: self.open_dialog("fixed_labels"), None),
             ("Open moving labels...", lambda: self.open_dialog("moving_labels"), None),
-            ("Open demo pair", self.open_demo, None),
-            ("Choose model...", self.choose_model, None),
+            ("Open 3-D demo pair (2 mm)", lambda: self.open_demo("3d_2mm"), None),
+            ("Open 2-D demo pair", lambda: self.open_demo("2d"), None),
         ):
             act = QAction(text, self)
             act.triggered.connect(slot)
@@ -296,6 +427,15 @@ class MainWindow(QMainWindow):
         act.setShortcut(QKeySequence.StandardKey.Quit)
         act.triggered.connect(self.close)
         m.addAction(act)
+        mm = self.menuBar().addMenu("&Model")
+        self.bundled_menu = mm.addMenu("Bundled models")
+        act = QAction("Open model...", self)
+        act.triggered.connect(self.choose_model)
+        mm.addAction(act)
+        act = QAction("Register", self)
+        act.setShortcut(QKeySequence("Ctrl+R"))
+        act.triggered.connect(self.start_registration)
+        mm.addAction(act)
         self._refresh_recent()
 
     # -- errors --------------------------------------------------------------------------------
@@ -306,6 +446,26 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
         self.statusBar().showMessage(f"{title}: {message.splitlines()[0] if message else ''}", 10000)
+
+    def show_notice(self, message: str) -> None:
+        """A non-blocking hint (banner above the controls + status bar); "" hides the banner."""
+        if message:
+            self.notices.append(message)
+            self.statusBar().showMessage(message.splitlines()[0], 15000)
+        self.notice_label.setText(message)
+        self.notice_label.setVisible(bool(message))
+
+    def ask(self, title: str, message: str, on_yes, yes_text: str = "Yes", no_text: str = "No") -> QMessageBox:
+        """A non-blocking question; ``on_yes()`` runs when the user accepts. Kept in ``last_question``."""
+        box = QMessageBox(QMessageBox.Icon.Question, title, message, QMessageBox.StandardButton.NoButton, self)
+        yes = box.addButton(yes_text, QMessageBox.ButtonRole.YesRole)
+        box.addButton(no_text, QMessageBox.ButtonRole.NoRole)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.buttonClicked.connect(lambda b: on_yes() if b is yes else None)
+        box.yes_button = yes
+        self.last_question = box
+        box.open()
+        return box
 
     def _guard(self, title: str, fn, *args, **kwargs) -> bool:
         try:
@@ -328,6 +488,7 @@ class MainWindow(QMainWindow):
     def _on_state(self, event: str) -> None:
         if event in ("images",):
             self._rebuild_views()
+            self._auto_model()
         if event in ("images", "labels", "result", "model"):
             self._refresh_controls()
         if event == "display":
@@ -347,6 +508,10 @@ class MainWindow(QMainWindow):
             setter()
             w.blockSignals(False)
 
+    #: grid cell per view axis (3-D): axial top left, coronal top right, sagittal bottom left; the info
+    #: panel (legend, numbers, Dice) fills the fourth quadrant.
+    _CELLS = {2: (0, 0), 1: (0, 1), 0: (1, 0)}
+
     def _rebuild_views(self) -> None:
         key = self.state.ndim
         if key == self._views_key and self.views:
@@ -356,10 +521,26 @@ class MainWindow(QMainWindow):
             v.hide()
             v.setParent(None)
             v.deleteLater()
+        self.view_grid.removeWidget(self.info)
+        for i in range(2):
+            self.view_grid.setRowStretch(i, 0)
+            self.view_grid.setColumnStretch(i, 0)
         axes = render.view_axes(key) if key else [None]
         self.views = [SliceView(self.state, a) for a in axes]
-        for i, v in enumerate(self.views):
-            self.view_grid.addWidget(v, i // 2 if len(axes) > 1 else 0, i % 2 if len(axes) > 1 else 0)
+        if len(axes) == 3:
+            for v in self.views:
+                self.view_grid.addWidget(v, *self._CELLS[v.axis])
+            self.view_grid.addWidget(self.info, 1, 1)
+            for i in range(2):
+                self.view_grid.setRowStretch(i, 1)
+                self.view_grid.setColumnStretch(i, 1)
+        else:
+            self.view_grid.addWidget(self.views[0], 0, 0)
+            self.view_grid.addWidget(self.info, 0, 1)
+            self.view_grid.setColumnStretch(0, 3)
+            self.view_grid.setColumnStretch(1, 1)
+            self.view_grid.setRowStretch(0, 1)
+        self.info.show()
         self._views_key = key
 
     def redraw(self) -> None:
@@ -370,11 +551,13 @@ class MainWindow(QMainWindow):
                 self.show_error("Display", f"cannot draw the {VIEW_NAMES[v.axis]} view: {exc}")
                 return
         self.note_label.setText(render.frame_note(self.state))
+        self.info.refresh_legend(self.state)
 
     def _refresh_controls(self) -> None:
         st = self.state
         if st.model_path is not None:
-            self.model_label.setText(f"model: {st.model_path.name}")
+            self.model_label.setText(f"{st.model_path}")
+            self.model_label.setToolTip(str(st.model_path))
             card = st.card
             if card is not None:
                 self.card_text.setPlainText(
@@ -384,36 +567,17 @@ class MainWindow(QMainWindow):
                     f"\nprecision {card.precision}, opset {card.opset}\nintensity {card.intensity_norm}\n"
                     f"parity {card.parity}")
         else:
-            self.model_label.setText("no model: choose an exported .onnx / .engine (File > Choose model)")
+            self.model_label.setText("no model: pick a bundled one or Open model... (.onnx / .engine made by "
+                                     "fnoreg-export)")
             self.card_text.setPlainText("")
+        self._select_model_in_combo()
         if self.backend_combo.currentText() != st.backend:
             self.backend_combo.setCurrentText(st.backend)
         busy = self.worker is not None
         self.register_btn.setEnabled(not busy and st.fixed is not None and st.moving is not None
                                      and st.model_path is not None)
         self.cancel_btn.setEnabled(busy)
-        res = st.result
-        if res is not None:
-            s = res.summary()
-            secs = self.last_seconds if self.last_seconds is not None else res.timings.get("total", 0.0)
-            t = f"{secs:.2f} s"
-            self.metrics_label.setText(
-                f"time {t} (network {res.timings.get('inference', 0):.2f} s, {res.backend})\n"
-                f"folding (J<=0): {res.folding['nonpositive_pct']:.3f} %   SDlogJ {res.sdlogj:.3f}\n"
-                f"|u| mean {s['displacement_mm_mean']:.2f} mm, max {s['displacement_mm_max']:.2f} mm")
-        else:
-            self.metrics_label.setText("")
-        rows = st.dice_table()
-        self.dice_table.setRowCount(len(rows) + (1 if rows else 0))
-        fmt = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
-        for i, (lab, b, a) in enumerate(rows):
-            for j, val in enumerate((str(lab), fmt(b), fmt(a))):
-                self.dice_table.setItem(i, j, QTableWidgetItem(val))
-        if rows:
-            bs = [b for _, b, _ in rows if b is not None]
-            as_ = [a for _, _, a in rows if a is not None]
-            for j, val in enumerate(("mean", fmt(float(np.mean(bs))) if bs else "", fmt(float(np.mean(as_))) if as_ else "")):
-                self.dice_table.setItem(len(rows), j, QTableWidgetItem(val))
+        self.info.refresh(st, self.last_seconds if st.result is not None else None)
         if st.fixed is not None and self.auto_window.isChecked():
             for sp, val in zip((self.win_lo, self.win_hi), st.fixed.window):
                 sp.blockSignals(True)
@@ -430,16 +594,21 @@ class MainWindow(QMainWindow):
             ok &= self._guard("Cannot open the fixed labels", self.state.load_labels, "fixed", fixed_labels)
         if moving_labels:
             ok &= self._guard("Cannot open the moving labels", self.state.load_labels, "moving", moving_labels)
+        self._offer_resample()
         return ok
 
     def open_demo(self, which: str | None = None) -> bool:
-        which = which or "2d"
+        which = which or "3d_2mm"
         d = DEMO_DIR / which
         if not (d / "fixed.nii.gz").exists():
             self.show_error("No demo pair", f"{d} has no fixed.nii.gz; open your own images (File > Open)")
             return False
-        return self.open_pair(d / "fixed.nii.gz", d / "moving.nii.gz", d / "fixed_labels.nii.gz",
-                              d / "moving_labels.nii.gz")
+        ok = self.open_pair(d / "fixed.nii.gz", d / "moving.nii.gz", d / "fixed_labels.nii.gz",
+                            d / "moving_labels.nii.gz")
+        if ok:
+            self.state.label_names = _demo_label_names()
+            self._refresh_controls()
+        return ok
 
     def open_file(self, role: str, path) -> bool:
         if role in ("fixed", "moving"):
@@ -451,33 +620,30 @@ class MainWindow(QMainWindow):
             raise ValueError(role)
         if ok:
             self._add_recent(path)
+            if role in ("fixed", "moving"):
+                self._offer_resample()
         return ok
+
+    def _offer_resample(self) -> None:
+        """Fixed and moving on different grids: offer to put the moving image on the fixed grid."""
+        st = self.state
+        if st.fixed is None or st.moving is None or st.same_grid:
+            return
+        f, m = st.fixed, st.moving
+        sp = lambda v: "x".join(f"{x:.2g}" for x in np.sqrt((v.affine[:3, :v.ndim] ** 2).sum(axis=0)))  # noqa: E731
+        self.ask("Images on different grids",
+                 f"The fixed image is {'x'.join(map(str, f.shape))} voxels ({sp(f)} mm) and the moving image is "
+                 f"{'x'.join(map(str, m.shape))} voxels ({sp(m)} mm), or they are placed differently.\n\n"
+                 "Resample the moving image (and its labels) onto the fixed grid? Their world coordinates (the "
+                 "affines) are used. Registration works either way (it resamples the same way), but only "
+                 "images on one grid can be compared before registering.",
+                 lambda: self._guard("Cannot resample", st.resample_moving_to_fixed),
+                 yes_text="Resample moving onto fixed", no_text="Keep as is")
 
     def open_dialog(self, role: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, f"Open {role.replace('_', ' ')}", self._last_dir(), IMAGE_FILTER)
         if path:
             self.open_file(role, path)
-
-    def set_model(self, path) -> bool:
-        from fnoreg_export.model_card import read_card
-
-        path = Path(path)
-        try:
-            if not path.name.lower().endswith(MODEL_SUFFIXES):
-                raise ValueError(f"{path.name} is not an exported model; choose a .onnx or .engine file "
-                                 "(made by fnoreg-export)")
-            card = read_card(path)
-        except Exception as exc:
-            self.show_error("Cannot use this model", str(exc))
-            return False
-        self.state.set_model(path, card)
-        self._add_recent(path)
-        return True
-
-    def choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose model", self._last_dir(), MODEL_FILTER)
-        if path:
-            self.set_model(path)
 
     # drag and drop: one model file -> model; two images -> fixed, moving; one image -> fixed, then moving
     def dragEnterEvent(self, ev):  # noqa: N802
@@ -520,6 +686,95 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _=False, p=p: self.open_dropped([p]))
             self.recent_menu.addAction(act)
 
+    # -- models --------------------------------------------------------------------------------
+    def set_model(self, path) -> bool:
+        from fnoreg_export.model_card import read_card
+
+        path = Path(path)
+        try:
+            if not path.name.lower().endswith(MODEL_SUFFIXES):
+                raise ValueError(f"{path.name} is not an exported model; choose a .onnx or .engine file "
+                                 "(made by fnoreg-export)")
+            if not path.is_file():
+                raise ValueError(f"model file {path} does not exist; check the path or pick a bundled model")
+            card = read_card(path)
+        except Exception as exc:
+            self.show_error("Cannot use this model",
+                            f"{exc}\n\nThis is not an FNOReg export: choose a model made by fnoreg-export "
+                            "(an .onnx with its model card, or a TensorRT .engine with <file>.json beside it), "
+                            "or pick a bundled model (Model > Bundled models).")
+            self._select_model_in_combo()
+            return False
+        self.state.set_model(path, card)
+        if str(path.resolve()) not in {str(p.resolve()) for p in self.bundled.values()}:
+            self._add_recent(path)
+        if self.notice_label.isVisible() and "model" in self.notice_label.text():
+            self.show_notice("")
+        return True
+
+    def choose_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", self._last_dir(), MODEL_FILTER)
+        if path:
+            self.set_model(path)
+
+    def _refresh_models(self) -> None:
+        """Bundled models (``fnoreg_export.bundled``) into the combo box and the Model menu."""
+        from fnoreg_export.bundled import bundled_models
+
+        self.bundled: dict[str, Path] = bundled_models()
+        self.bundled_menu.clear()
+        for name, path in self.bundled.items():
+            act = QAction(name, self)
+            act.triggered.connect(lambda _=False, p=path: self.set_model(p))
+            self.bundled_menu.addAction(act)
+        if not self.bundled:
+            act = QAction("(none found: see assets/models or set FNOREG_MODELS)", self)
+            act.setEnabled(False)
+            self.bundled_menu.addAction(act)
+        self._select_model_in_combo()
+
+    def _select_model_in_combo(self) -> None:
+        combo, current = self.model_combo, self.state.model_path
+        combo.blockSignals(True)
+        combo.clear()
+        bundled = {str(p.resolve()) for p in getattr(self, "bundled", {}).values()}
+        for name, path in getattr(self, "bundled", {}).items():
+            combo.addItem(f"{name} (bundled)", str(path))
+        if current is not None and str(current.resolve()) not in bundled:
+            combo.addItem(current.name, str(current))
+        if current is None:
+            combo.insertItem(0, "(no model)", None)
+            combo.setCurrentIndex(0)
+        else:
+            for i in range(combo.count()):
+                if combo.itemData(i) and Path(combo.itemData(i)).resolve() == current.resolve():
+                    combo.setCurrentIndex(i)
+        combo.blockSignals(False)
+
+    def _on_model_combo_change(self, index: int) -> None:
+        path = self.model_combo.itemData(index)
+        if path and (self.state.model_path is None or Path(path).resolve() != self.state.model_path.resolve()):
+            self.set_model(path)
+
+    def _auto_model(self) -> None:
+        """Images of another dimensionality than the model: switch to the bundled default for them
+        (only when no model or a bundled one is in use; a model the user opened is kept)."""
+        from fnoreg_export.bundled import BundledModelError, default_model
+
+        st = self.state
+        if st.ndim is None or (st.card is not None and st.card.dims == st.ndim):
+            return
+        bundled = {str(p.resolve()) for p in self.bundled.values()}
+        if st.model_path is not None and str(st.model_path.resolve()) not in bundled:
+            return
+        try:
+            path = default_model(st.ndim)
+        except BundledModelError as exc:
+            self.show_notice(f"No {st.ndim}-D model loaded: {exc}. Choose one with Model > Open model... "
+                             "(an .onnx or .engine made by fnoreg-export).")
+            return
+        self.set_model(path)
+
     # -- registration --------------------------------------------------------------------------
     def start_registration(self) -> None:
         from .worker import RegisterWorker
@@ -531,8 +786,11 @@ class MainWindow(QMainWindow):
             self.show_error("Nothing to register", "open a fixed and a moving image first (File > Open)")
             return
         if st.model_path is None:
-            self.show_error("No model", "choose an exported model first (File > Choose model: .onnx or .engine "
-                                        "made by fnoreg-export)")
+            self.show_error("No model", "choose a model first: Model > Bundled models, or Open model... (an .onnx "
+                                        "or .engine made by fnoreg-export)")
+            return
+        if st.card is not None and not self._guard("Cannot register these images", check_model_fits, st.card,
+                                                   st.fixed):
             return
         self.worker = RegisterWorker(st.fixed, st.moving, st.model_path, st.backend, st.moving_labels, self.cache)
         self.worker.progress.connect(self._on_progress)
@@ -541,16 +799,27 @@ class MainWindow(QMainWindow):
         self.worker.cancelled.connect(self._on_cancelled)
         self.worker.finished.connect(self._on_thread_finished)
         self._t_start = time.perf_counter()
+        self.progress.setRange(0, 100)
         self.progress.setValue(0)
+        self.progress_label.setText("starting...")
         self.worker.start()
         self._refresh_controls()
 
     def cancel_registration(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
-            self.progress_label.setText("cancelling (after the current stage)...")
+            self._interrupt_timer.start()   # a network call that starts after this is aborted too
+            self.progress_label.setText("cancelling...")
+
+    def _interrupt_worker(self) -> None:
+        if self.worker is None:
+            self._interrupt_timer.stop()
+        else:
+            self.worker.interrupt()
 
     def _on_progress(self, pct: int, msg: str) -> None:
+        if self.worker is not None and self.worker.is_cancelled():
+            return
         self.progress.setValue(pct)
         self.progress_label.setText(f"{msg} ({time.perf_counter() - self._t_start:.1f} s)")
 
@@ -565,13 +834,25 @@ class MainWindow(QMainWindow):
 
     def _on_cancelled(self) -> None:
         self.progress.setValue(0)
-        self.progress_label.setText("cancelled")
+        self.progress_label.setText(f"cancelled after {time.perf_counter() - self._t_start:.2f} s")
 
     def _on_thread_finished(self) -> None:
         w, self.worker = self.worker, None
+        self._interrupt_timer.stop()
         if w is not None:
             w.deleteLater()
         self._refresh_controls()
+
+    def showEvent(self, ev):  # noqa: N802 - Qt API
+        super().showEvent(ev)
+        if self.auto_register:
+            self.auto_register = False
+            QTimer.singleShot(0, self._register_on_start)
+
+    def _register_on_start(self) -> None:
+        st = self.state
+        if st.fixed is not None and st.moving is not None and st.model_path is not None and st.result is None:
+            self.start_registration()
 
     # -- saving --------------------------------------------------------------------------------
     def save_to(self, folder) -> list[Path]:
@@ -606,33 +887,81 @@ class MainWindow(QMainWindow):
         super().closeEvent(ev)
 
 
+def _demo_label_names() -> dict[int, str]:
+    try:  # numpy-only module; names of the harmonised demo labels
+        from fnoreg_core.data.templates import HARMONISED_LABELS
+    except Exception:
+        return {}
+    return dict(HARMONISED_LABELS)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fnoreg-gui", description="FNOReg desktop app: register and inspect image pairs.")
-    p.add_argument("--fixed", help="fixed image (NIfTI/MGZ, or PNG/JPG/TIFF for 2-D); default: the demo pair")
-    p.add_argument("--moving", help="moving image")
+    p = argparse.ArgumentParser(
+        prog="fnoreg-gui", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="FNOReg desktop app: register an image pair with an exported model and inspect the result "
+                    "(overlays, deformation grid, Jacobian / folding map, per-label Dice).",
+        epilog="Examples:\n"
+               "  fnoreg-gui                      # bundled 3-D demo pair, registered with the bundled model\n"
+               "  fnoreg-gui --demo 2d\n"
+               "  fnoreg-gui --fixed f.nii.gz --moving m.nii.gz --fixed-labels fl.nii.gz --moving-labels ml.nii.gz "
+               "--model model.onnx\n\n"
+               "Environment:\n"
+               "  FNOREG_MODELS   folder of bundled models (<name>/model.onnx); default: assets/models")
+    p.add_argument("--fixed", help="fixed image (NIfTI/MGZ, or PNG/JPG/TIFF for 2-D). Default: the demo pair")
+    p.add_argument("--moving", help="moving image. Default: the demo pair")
     p.add_argument("--fixed-labels", help="label map of the fixed image (optional)")
     p.add_argument("--moving-labels", help="label map of the moving image (optional)")
-    p.add_argument("--model", help="exported model (.onnx or .engine); default: the bundled one if any")
-    p.add_argument("--backend", default="auto", help="auto | onnxruntime-cpu | onnxruntime-cuda | tensorrt")
-    p.add_argument("--demo", default="2d", choices=["2d", "3d_2mm", "3d_1mm"], help="demo pair opened by default")
+    p.add_argument("--model", help="exported model (.onnx or .engine). Default: the bundled model for the "
+                                   "images' dimensionality (fnoreg2d / fnoreg3d)")
+    p.add_argument("--backend", default="auto", help="auto | onnxruntime-cpu | onnxruntime-cuda | tensorrt. "
+                                                     "Default: auto")
+    p.add_argument("--demo", default="3d_2mm", choices=["2d", "3d_2mm", "3d_1mm"],
+                   help="demo pair opened without --fixed/--moving. Default: 3d_2mm")
+    p.add_argument("--no-register", action="store_true",
+                   help="do not register automatically once the window shows. Default: register")
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse and check the command line (SystemExit 2 on bad usage, 0 after --help)."""
+    from fnoreg_export.runtime import BACKENDS
+
+    p = build_parser()
+    args = p.parse_args(argv)
     if bool(args.fixed) != bool(args.moving):
-        print("fnoreg-gui: give both --fixed and --moving (or neither for the demo pair)", file=sys.stderr)
-        return 2
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    win = MainWindow()
+        p.error("give both --fixed and --moving (or neither for the demo pair)")
+    if args.backend not in BACKENDS:
+        p.error(f"--backend must be one of {', '.join(BACKENDS)}, got {args.backend!r}")
+    return args
+
+
+def build_window(argv=None, settings: QSettings | None = None) -> MainWindow:
+    """The main window for command-line ``argv`` (a list, or parsed :func:`parse_args`), not shown yet:
+    images and model opened; unless ``--no-register``, registration starts in the worker as soon as the
+    window is shown. Needs a QApplication.
+    """
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
+    pg.setConfigOptions(imageAxisOrder="row-major")
+    win = MainWindow(settings=settings)
     win.state.backend = args.backend
+    win._refresh_controls()
+    if args.model:
+        win.set_model(args.model)
     if args.fixed:
         win.open_pair(args.fixed, args.moving, args.fixed_labels, args.moving_labels)
     else:
         win.open_demo(args.demo)
-    model = args.model or find_default_model(REPO_ROOT)
-    if model:
-        win.set_model(model)
+    win.auto_register = not args.no_register
+    return win
+
+
+def main(argv=None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
+        return int(exc.code or 0)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    win = build_window(args)
     win.show()
     return app.exec()
 

@@ -38,6 +38,8 @@ class Volume:
     path: Path | None = None
     labels: bool = False
     window: tuple[float, float] = (0.0, 1.0)
+    #: (shape, affine) of the grid it was resampled from (:meth:`ViewerState.resample_moving_to_fixed`)
+    source_grid: tuple[tuple[int, ...], np.ndarray] | None = None
 
     @property
     def ndim(self) -> int:
@@ -151,6 +153,7 @@ class ViewerState:
         self.model_path: Path | None = None
         self.backend: str = "auto"
         self.card: Any = None                # fnoreg_export.model_card.ModelCard
+        self.label_names: dict[int, str] = {}  # label value -> name (shown in the Dice table)
         self.display = Display()
         self.slices: list[int] = [0, 0, 0]   # crosshair, voxel index per array axis
         self._observers: list[Callable[[str], None]] = []
@@ -222,6 +225,7 @@ class ViewerState:
                              "open two 2-D or two 3-D images")
         self.fixed, self.moving = f, m
         self.fixed_labels = self.moving_labels = None
+        self.label_names = {}
         self._clear_result()
         self.slices = [n // 2 for n in f.shape] + [0] * (3 - f.ndim)
         self._emit("images")
@@ -256,6 +260,11 @@ class ViewerState:
         if img is None:
             raise ImageError(f"open the {role} image before its labels")
         vol = source if isinstance(source, Volume) else load_volume(source, labels=True)
+        if vol.shape != img.shape and img.source_grid is not None and vol.shape == img.source_grid[0]:
+            from fnoreg_export.runtime import resample_to_grid  # labels of a resampled image follow it
+
+            vol = Volume(data=np.asarray(resample_to_grid(vol.data, img.shape, img.affine, vol.affine, labels=True)),
+                         affine=img.affine.copy(), path=vol.path, labels=True)
         if vol.shape != img.shape:
             raise ImageError(f"the {role} labels have shape {vol.shape} but the {role} image has {img.shape}; "
                              f"open the label map made for this image")
@@ -269,6 +278,29 @@ class ViewerState:
 
                 self.moved_labels = warp_labels(vol.data, self.result, vol.affine)
         self._emit("labels")
+
+    def resample_moving_to_fixed(self) -> None:
+        """Put the moving image (and its labels) on the fixed grid through the two affines (world
+        coordinates; linear for the image, nearest for labels; outside its field of view: 0).
+
+        Before registration the compare modes then show both; registering gives the same field as on
+        the original grid (the runtime does this resampling itself).
+        """
+        from fnoreg_export.runtime import resample_to_grid
+
+        if self.fixed is None or self.moving is None:
+            raise ValueError("open a fixed and a moving image first")
+        f, m = self.fixed, self.moving
+        data = resample_to_grid(m.data, f.shape, f.affine, m.affine)
+        self.moving = Volume(data=np.asarray(data, dtype=np.float32), affine=f.affine.copy(), path=m.path,
+                             window=m.window, source_grid=(m.shape, m.affine))
+        if self.moving_labels is not None:
+            ml = self.moving_labels
+            lab = resample_to_grid(ml.data, f.shape, f.affine, ml.affine, labels=True)
+            self.moving_labels = Volume(data=np.asarray(lab, dtype=np.int32), affine=f.affine.copy(), path=ml.path,
+                                        labels=True)
+        self._clear_result()
+        self._emit("images")
 
     def set_model(self, path: str | Path | None, card: Any = None, backend: str | None = None) -> None:
         self.model_path = Path(path) if path is not None else None

@@ -15,7 +15,7 @@ import numpy as np
 
 from .model import ViewerState, Volume
 
-__all__ = ["Cancelled", "ModelCache", "register_pair", "save_outputs", "OUTPUT_NAMES", "find_default_model"]
+__all__ = ["Cancelled", "ModelCache", "check_model_fits", "register_pair", "save_outputs", "OUTPUT_NAMES"]
 
 
 class Cancelled(Exception):
@@ -32,14 +32,29 @@ OUTPUT_NAMES = {
 }
 
 
-def find_default_model(root: str | Path | None = None) -> Path | None:
-    """The bundled default model: the first ``*.onnx`` under ``assets/models`` (None: none bundled yet)."""
-    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
-    folder = root / "assets" / "models"
-    if not folder.is_dir():
-        return None
-    found = sorted(folder.rglob("*.onnx"))
-    return found[0] if found else None
+def check_model_fits(card: Any, fixed: Volume) -> None:
+    """Raise ImageError (saying what to do) unless the model takes images like ``fixed``.
+
+    Checks the dimensionality and the model card's minimum size per axis. Larger sizes and sizes
+    that are not a multiple of ``card.size_multiple`` are fine: the runtime resizes them.
+
+    Raises
+    ------
+    fnoreg_core.io.ImageError
+    """
+    from fnoreg_core.io import ImageError
+
+    if card.dims != fixed.ndim:
+        raise ImageError(f"the model {card.name} is {card.dims}-D but the images are {fixed.ndim}-D {fixed.shape}; "
+                         f"choose a {fixed.ndim}-D model (Model > bundled models, or Open model...) or open "
+                         f"{card.dims}-D images")
+    small = [(n, lo) for n, lo in zip(fixed.shape, card.min_size) if n < lo]
+    if small:
+        raise ImageError(f"the images are {'x'.join(map(str, fixed.shape))} voxels, below the minimum of the model "
+                         f"{card.name} ({'x'.join(map(str, card.min_size))}; trained at "
+                         f"{'x'.join(map(str, card.train_resolution))}). Open images with at least that many "
+                         f"voxels per axis (resample them to a finer spacing), or choose a model made for smaller "
+                         f"images")
 
 
 class ModelCache:
@@ -66,15 +81,16 @@ def register_pair(fixed: Volume, moving: Volume, model_path: str | Path, backend
     """Register ``moving`` to ``fixed`` in stages (load model, register, warp labels).
 
     ``progress(percent, message)`` is called at every stage; ``cancelled()`` is checked between
-    stages (the network call itself cannot be interrupted; a cancel during it takes effect when it
-    returns, and its result is dropped). Returns ``(result, moved_labels or None, seconds)``.
+    stages. A network call in flight is aborted by ``cache.registrator.interrupt()`` from another
+    thread (onnxruntime backends), which ends here as :class:`Cancelled`; TensorRT runs to completion
+    and its result is dropped. Returns ``(result, moved_labels or None, seconds)``.
 
     Raises
     ------
     Cancelled, fnoreg_export.model_card.ModelCardError, fnoreg_export.runtime.BackendError,
     fnoreg_core.io.ImageError
     """
-    from fnoreg_core.io import ImageError
+    from fnoreg_export.runtime import RunInterrupted
 
     progress = progress or (lambda p, m: None)
     cancelled = cancelled or (lambda: False)
@@ -88,11 +104,12 @@ def register_pair(fixed: Volume, moving: Volume, model_path: str | Path, backend
     cache = cache or ModelCache()
     reg = cache.get(model_path, backend)
     check()
-    if reg.dims != fixed.ndim:
-        raise ImageError(f"the model {reg.card.name} is {reg.dims}-D but the images are {fixed.ndim}-D; "
-                         f"choose a {fixed.ndim}-D model or open {reg.dims}-D images")
+    check_model_fits(reg.card, fixed)
     progress(20, f"registering on {reg.backend}")
-    result = reg.register(fixed.data, moving.data, fixed_affine=fixed.affine, moving_affine=moving.affine)
+    try:
+        result = reg.register(fixed.data, moving.data, fixed_affine=fixed.affine, moving_affine=moving.affine)
+    except RunInterrupted:
+        raise Cancelled("registration cancelled") from None
     check()
     moved_labels = None
     if moving_labels is not None:

@@ -18,10 +18,12 @@ import numpy as np
 from .model import ViewerState
 
 __all__ = ["view_axes", "in_plane_axes", "extract", "frame", "panel_count", "display_to_voxel", "frame_note",
-           "label_colours", "FOLD_COLOUR"]
+           "label_colours", "colour_bar", "legend", "FOLD_COLOUR", "GRID_COLOUR"]
 
 #: Colour of folded voxels (J <= 0) in the Jacobian heatmap.
 FOLD_COLOUR = np.array([0, 255, 0], dtype=np.float32)
+#: Colour of the warped grid lines.
+GRID_COLOUR = np.array([255, 220, 0], dtype=np.float32)
 
 
 def view_axes(ndim: int) -> list[int | None]:
@@ -183,7 +185,7 @@ def _overlay(state: ViewerState, rgb: np.ndarray, axis: int | None, index: int) 
         w0 = np.maximum(np.abs(np.gradient(p0, axis=1)), 1e-3) * 0.5 + np.abs(np.gradient(p0, axis=0)) * 0.5
         w1 = np.maximum(np.abs(np.gradient(p1, axis=0)), 1e-3) * 0.5 + np.abs(np.gradient(p1, axis=1)) * 0.5
         line = (np.abs(p0 - np.round(p0)) <= w0) | (np.abs(p1 - np.round(p1)) <= w1)
-        col = np.array([255, 220, 0], dtype=np.float32)
+        col = GRID_COLOUR
         rgb[line] = (1 - d.alpha) * rgb[line] + d.alpha * col if d.alpha < 1 else col
         return rgb
     if d.overlay == "displacement":
@@ -254,3 +256,53 @@ def frame(state: ViewerState, axis: int | None = None) -> np.ndarray:
     rgb = _draw_labels(rgb, fl, d.label_mode, d.alpha)
     rgb = _overlay(state, rgb, axis, index)
     return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------
+# legend
+
+
+def colour_bar(kind: str, width: int = 256, height: int = 14) -> np.ndarray:
+    """A horizontal colour bar (uint8, height x width x 3) of the ``"heat"`` or ``"diverging"`` map."""
+    lut = {"heat": _HEAT, "diverging": _DIVERGING}.get(kind)
+    if lut is None:
+        raise ValueError(f"kind must be 'heat' or 'diverging', got {kind!r}")
+    row = _apply_lut(np.linspace(0.0, 1.0, width, dtype=np.float32), lut)
+    return np.ascontiguousarray(np.broadcast_to(row[None], (height, width, 3)).astype(np.uint8))
+
+
+def legend(state: ViewerState) -> list[tuple]:
+    """What the colours of the current frame mean, as rows for the legend widget.
+
+    Each row is ``("swatch", (r, g, b), text)``, ``("bar", kind, (lo, mid, hi), text)`` (a
+    :func:`colour_bar`) or ``("text", text)``.
+    """
+    d = state.display
+    rows: list[tuple] = []
+    if d.mode == "side_by_side":
+        rows.append(("text", "panels: fixed | moving | moved"))
+    elif d.mode == "red_cyan":
+        rows += [("swatch", (255, 0, 0), "fixed"), ("swatch", (0, 255, 255), "moved"),
+                 ("swatch", (200, 200, 200), "both (aligned)")]
+    elif d.mode == "blend":
+        rows.append(("text", f"blend: {1 - d.alpha:.2f} fixed + {d.alpha:.2f} moved (alpha slider)"))
+    elif d.mode == "checkerboard":
+        rows.append(("text", f"checkerboard: fixed / moved tiles of {d.checker_tile} px"))
+    elif d.mode == "difference":
+        rows.append(("bar", "diverging", ("-1", "0", "+1"), "fixed - moved (windowed intensities)"))
+    res = state.result
+    if d.overlay != "none" and res is None:
+        rows.append(("text", f"{d.overlay} overlay: press Register"))
+    elif d.overlay == "grid":
+        rows.append(("swatch", tuple(int(v) for v in GRID_COLOUR), f"warped grid, every {d.grid_spacing} voxels"))
+    elif d.overlay == "displacement":
+        rows.append(("bar", "heat", ("0", "", f"{state.disp_max_mm():.1f} mm"), "displacement magnitude |u|"))
+    elif d.overlay == "jacobian":
+        r = d.jac_range
+        rows.append(("bar", "diverging", (f"{np.exp(-r):.2f}", "1", f"{np.exp(r):.2f}"),
+                     "Jacobian determinant J (log scale): blue shrinks, red grows"))
+        rows.append(("swatch", tuple(int(v) for v in FOLD_COLOUR),
+                     f"folded, J <= 0: {res.folding['nonpositive_pct']:.3f} % of voxels"))
+    if d.label_mode != "none" and state.fixed_labels is not None:
+        rows.append(("text", f"labels ({d.label_mode}): colours as in the Dice table"))
+    return rows

@@ -1,8 +1,9 @@
 """Registration off the UI thread: a QThread running :func:`fnoreg_gui.pipeline.register_pair`.
 
-Cancel is cooperative: it is checked between stages (model load, network + warp, label warp).
-onnxruntime's network call cannot be interrupted from Python; a cancel during it drops the result
-when the call returns, and the UI is free the whole time.
+Cancel is checked between stages (model load, network + warp, label warp), and :meth:`RegisterWorker.interrupt`
+aborts an onnxruntime network call in flight (``RunOptions.terminate`` through
+:meth:`fnoreg_export.runtime.Registrator.interrupt`). A TensorRT call runs to completion and its result
+is dropped. The UI is free the whole time.
 """
 
 from __future__ import annotations
@@ -32,11 +33,22 @@ class RegisterWorker(QThread):
         super().__init__(parent)
         self._args = (fixed, moving, model_path, backend)
         self._labels = moving_labels
-        self._cache = cache
+        self._cache = cache if cache is not None else ModelCache()
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
+        """Ask the worker to stop: between stages, and now if the network is running (see :meth:`interrupt`)."""
         self._cancel.set()
+        self.interrupt()
+
+    def interrupt(self) -> bool:
+        """Abort the network call in flight (True if one was aborted). Safe to call from the GUI thread
+        repeatedly: a call that has not started yet is caught by the next stage check."""
+        reg = self._cache.registrator
+        try:
+            return bool(reg.interrupt()) if reg is not None and hasattr(reg, "interrupt") else False
+        except Exception:  # never let a cancel crash the app
+            return False
 
     def is_cancelled(self) -> bool:
         return self._cancel.is_set()
@@ -51,6 +63,9 @@ class RegisterWorker(QThread):
             self.cancelled.emit()
             return
         except Exception as exc:  # every failure becomes a dialog, never a crash
+            if self._cancel.is_set():
+                self.cancelled.emit()
+                return
             self.failed.emit(_title(exc), _message(exc))
             return
         if self._cancel.is_set():

@@ -55,3 +55,22 @@ def model3d(tmp_path_factory):
     from tiny_models import export_tiny
 
     return export_tiny(tmp_path_factory, "fno", 3)[1]
+
+
+@pytest.fixture(scope="session")
+def bundled_dir(tmp_path_factory, model2d, model3d):
+    """A FNOREG_MODELS folder laid out like assets/models, holding the tiny models as fnoreg2d / fnoreg3d."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("bundled_models")
+    for name, path in (("fnoreg2d", model2d), ("fnoreg3d", model3d)):
+        (root / name).mkdir()
+        shutil.copy(path, root / name / "model.onnx")
+        shutil.copy(path.with_name(path.name + ".json"), root / name / "model.onnx.json")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def no_bundled_models(monkeypatch, tmp_path):
+    """Tests see no bundled models unless they point FNOREG_MODELS at ``bundled_dir`` themselves."""
+    monkeypatch.setenv("FNOREG_MODELS", str(tmp_path / "no_models"))
