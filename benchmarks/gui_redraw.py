@@ -1,6 +1,7 @@
-"""Time the GUI's per-view redraw (numpy frame composition) at 160x192x224: budget < 50 ms.
+"""Time the GUI's redraw at 160x192x224 (budget < 50 ms): the numpy frame composition, the real Qt
+path offscreen (setImage + processEvents) per view, and a whole slice change (three views).
 
-    python benchmarks/gui_redraw.py
+    python benchmarks/gui_redraw.py [--shape 160 192 224] [--repeats 5] [--no-qt]
 """
 import sys
 
