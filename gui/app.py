@@ -73,7 +73,7 @@ class SliceView(QWidget):
         self.glw.addItem(self.vb)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.vb.addItem(self.image)
-        pen = pg.mkPen((255, 80, 80), width=1)
+        pen = pg.mkPen((255, 255, 255, 130), width=1, style=Qt.PenStyle.DashLine)
         self.vlines = [pg.InfiniteLine(angle=90, pen=pen, movable=False) for _ in range(3)]
         self.hline = pg.InfiniteLine(angle=0, pen=pen, movable=False)
         for line in self.vlines + [self.hline]:
@@ -163,6 +163,7 @@ class QtInfoPanel(QWidget):
         self.dice_table = QTableWidget(0, 3)
         self.dice_table.setHorizontalHeaderLabels(["label", "Dice before", "Dice after"])
         self.dice_table.verticalHeader().setVisible(False)
+        self.dice_table.verticalHeader().setDefaultSectionSize(19)
         self.dice_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.dice_table.horizontalHeader().setStretchLastSection(True)
         lay.addWidget(self.dice_table, 1)
@@ -244,8 +245,11 @@ class QtInfoPanel(QWidget):
 def _clear_layout(layout) -> None:
     while layout.count():
         item = layout.takeAt(0)
-        if item.widget() is not None:
-            item.widget().deleteLater()
+        w = item.widget()
+        if w is not None:
+            w.hide()                       # gone now, even before the event loop deletes it
+            w.setParent(None)
+            w.deleteLater()
         elif item.layout() is not None:
             _clear_layout(item.layout())
 
@@ -373,6 +377,8 @@ class MainWindow(QMainWindow):
         self.grid_spin.setRange(2, 128)
         self.grid_spin.setValue(self.state.display.grid_spacing)
         self.grid_spin.valueChanged.connect(lambda v: self._set(grid_spacing=v))
+        self.grid_on_heatmap = QCheckBox("grid over the heatmaps too")
+        self.grid_on_heatmap.toggled.connect(lambda v: self._set(grid_on_heatmap=v))
         self.auto_window = QCheckBox("auto window (per image)")
         self.auto_window.setChecked(True)
         self.win_lo, self.win_hi = QDoubleSpinBox(), QDoubleSpinBox()
@@ -388,6 +394,7 @@ class MainWindow(QMainWindow):
         form.addRow("alpha", self.alpha_slider)
         form.addRow("checker tile", self.tile_spin)
         form.addRow("grid spacing", self.grid_spin)
+        form.addRow(self.grid_on_heatmap)
         form.addRow(self.auto_window)
         wrow = QHBoxLayout()
         wrow.addWidget(self.win_lo)
@@ -503,7 +510,8 @@ class MainWindow(QMainWindow):
                           (self.labels_combo, lambda: self.labels_combo.setCurrentText(d.label_mode)),
                           (self.alpha_slider, lambda: self.alpha_slider.setValue(int(round(d.alpha * 100)))),
                           (self.tile_spin, lambda: self.tile_spin.setValue(d.checker_tile)),
-                          (self.grid_spin, lambda: self.grid_spin.setValue(d.grid_spacing))):
+                          (self.grid_spin, lambda: self.grid_spin.setValue(d.grid_spacing)),
+                          (self.grid_on_heatmap, lambda: self.grid_on_heatmap.setChecked(d.grid_on_heatmap))):
             w.blockSignals(True)
             setter()
             w.blockSignals(False)

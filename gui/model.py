@@ -131,6 +131,7 @@ class Display:
     alpha: float = 0.5           # blend: weight of the moved image; overlays/labels: their opacity
     checker_tile: int = 16       # checkerboard tile, pixels
     grid_spacing: int = 8        # warped grid line spacing, voxels
+    grid_on_heatmap: bool = False  # also draw the warped grid over the |u| / Jacobian heatmaps
     window: tuple[float, float] | None = None  # None: each image's own robust window
     jac_range: float = 1.0       # Jacobian heatmap: |log J| mapped to full colour at this value
     disp_max_mm: float | None = None  # |u| heatmap: full colour at this (None: the field's 99th pct)
@@ -343,7 +344,7 @@ class ViewerState:
     # -- display -----------------------------------------------------------------------------
     def set_display(self, **changes: Any) -> None:
         """Change display settings (``mode``, ``overlay``, ``label_mode``, ``alpha``, ``checker_tile``,
-        ``grid_spacing``, ``window``, ``jac_range``, ``disp_max_mm``)."""
+        ``grid_spacing``, ``grid_on_heatmap``, ``window``, ``jac_range``, ``disp_max_mm``)."""
         d = self.display
         for key, value in changes.items():
             if not hasattr(d, key):
@@ -358,6 +359,8 @@ class ViewerState:
                 value = float(np.clip(value, 0.0, 1.0))
             if key in ("checker_tile", "grid_spacing"):
                 value = max(2, int(value))
+            if key == "grid_on_heatmap":
+                value = bool(value)
             if key == "window" and value is not None:
                 lo, hi = (float(v) for v in value)
                 if not hi > lo:

@@ -22,6 +22,8 @@ __all__ = ["view_axes", "in_plane_axes", "extract", "frame", "panel_count", "dis
 
 #: Colour of folded voxels (J <= 0) in the Jacobian heatmap.
 FOLD_COLOUR = np.array([0, 255, 0], dtype=np.float32)
+#: Heatmaps and the grid are drawn where the windowed fixed image exceeds this (its foreground).
+FOREGROUND = 0.02
 #: Colour of the warped grid lines.
 GRID_COLOUR = np.array([255, 220, 0], dtype=np.float32)
 
@@ -167,36 +169,56 @@ def _fit(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _overlay(state: ViewerState, rgb: np.ndarray, axis: int | None, index: int) -> np.ndarray:
+def _draw_grid(res, d, rgb: np.ndarray, axis: int | None, index: int, fg: np.ndarray | None = None) -> np.ndarray:
+    """The warped grid: lines where the deformed coordinate x + u(x) crosses a multiple of the spacing."""
+    a0, a1 = in_plane_axes(res.ndim, axis)
+    u0 = extract(res.ddf_vox[a0], axis, index)
+    u1 = extract(res.ddf_vox[a1], axis, index)
+    rows, cols = u0.shape
+    i0 = np.arange(cols, dtype=np.float32)[None, :]             # a0 index per column
+    i1 = (rows - 1 - np.arange(rows, dtype=np.float32))[:, None]  # a1 index per row
+    s = float(d.grid_spacing)
+    p0, p1 = (i0 + u0) / s, (i1 + u1) / s
+    # a line wherever the deformed coordinate crosses a multiple of the spacing within this pixel
+    w0 = np.maximum(np.abs(np.gradient(p0, axis=1)), 1e-3) * 0.5 + np.abs(np.gradient(p0, axis=0)) * 0.5
+    w1 = np.maximum(np.abs(np.gradient(p1, axis=0)), 1e-3) * 0.5 + np.abs(np.gradient(p1, axis=1)) * 0.5
+    line = (np.abs(p0 - np.round(p0)) <= w0) | (np.abs(p1 - np.round(p1)) <= w1)
+    if fg is not None:
+        line &= fg
+    rgb[line] = (1 - d.alpha) * rgb[line] + d.alpha * GRID_COLOUR if d.alpha < 1 else GRID_COLOUR
+    return rgb
+
+
+def _blend_in(rgb: np.ndarray, heat: np.ndarray, alpha: float, fg: np.ndarray | None) -> np.ndarray:
+    if fg is None:
+        return (1 - alpha) * rgb + alpha * heat
+    out = rgb.copy()
+    out[fg] = (1 - alpha) * rgb[fg] + alpha * heat[fg]
+    return out
+
+
+def _overlay(state: ViewerState, rgb: np.ndarray, axis: int | None, index: int,
+             fg: np.ndarray | None = None) -> np.ndarray:
+    """Deformation overlay on ``rgb``; heatmaps and grid only where ``fg`` (the fixed image's
+    foreground) is True, folded voxels everywhere."""
     d, res = state.display, state.result
     if res is None or d.overlay == "none":
         return rgb
     ndim = res.ndim
     if d.overlay == "grid":
-        a0, a1 = in_plane_axes(ndim, axis)
-        u0 = extract(res.ddf_vox[a0], axis, index)
-        u1 = extract(res.ddf_vox[a1], axis, index)
-        rows, cols = u0.shape
-        i0 = np.arange(cols, dtype=np.float32)[None, :]             # a0 index per column
-        i1 = (rows - 1 - np.arange(rows, dtype=np.float32))[:, None]  # a1 index per row
-        s = float(d.grid_spacing)
-        p0, p1 = (i0 + u0) / s, (i1 + u1) / s
-        # a line wherever the deformed coordinate crosses a multiple of the spacing within this pixel
-        w0 = np.maximum(np.abs(np.gradient(p0, axis=1)), 1e-3) * 0.5 + np.abs(np.gradient(p0, axis=0)) * 0.5
-        w1 = np.maximum(np.abs(np.gradient(p1, axis=0)), 1e-3) * 0.5 + np.abs(np.gradient(p1, axis=1)) * 0.5
-        line = (np.abs(p0 - np.round(p0)) <= w0) | (np.abs(p1 - np.round(p1)) <= w1)
-        col = GRID_COLOUR
-        rgb[line] = (1 - d.alpha) * rgb[line] + d.alpha * col if d.alpha < 1 else col
-        return rgb
+        return _draw_grid(res, d, rgb, axis, index, fg)
     if d.overlay == "displacement":
         mag = np.sqrt(sum(extract(res.ddf_mm[c], axis, index).astype(np.float32) ** 2 for c in range(ndim)))
         heat = _apply_lut(mag / state.disp_max_mm(), _HEAT)
-        return (1 - d.alpha) * rgb + d.alpha * heat
+        out = _blend_in(rgb, heat, d.alpha, fg)
+        return _draw_grid(res, d, out, axis, index, fg) if d.grid_on_heatmap else out
     if d.overlay == "jacobian":
         jac = extract(res.jacobian, axis, index).astype(np.float32)
         logj = np.log(np.maximum(jac, 1e-6))
         heat = _apply_lut(np.clip(logj / d.jac_range, -1, 1) * 0.5 + 0.5, _DIVERGING)
-        out = (1 - d.alpha) * rgb + d.alpha * heat
+        out = _blend_in(rgb, heat, d.alpha, fg)
+        if d.grid_on_heatmap:
+            out = _draw_grid(res, d, out, axis, index, fg)
         out[jac <= 0] = FOLD_COLOUR
         return out
     raise ValueError(f"unknown overlay {d.overlay!r}")
@@ -214,6 +236,7 @@ def frame(state: ViewerState, axis: int | None = None) -> np.ndarray:
     index = state.slices[axis] if axis is not None else 0
     (flo, fhi), (mlo, mhi) = _windows(state)
     fixed = _window(extract(state.fixed.data, axis, index), flo, fhi)
+    fg = fixed > FOREGROUND if d.overlay != "none" else None
     other = state.moved_or_moving()
     moved = _window(extract(other, axis, index), mlo, mhi) if other is not None else None
     fl = extract(state.fixed_labels.data, axis, index) if state.fixed_labels is not None else None
@@ -232,7 +255,7 @@ def frame(state: ViewerState, axis: int | None = None) -> np.ndarray:
         if state.result is not None:
             r_rgb = _draw_labels(_grey(_window(extract(state.result.moved, axis, index), mlo, mhi)),
                                  ml if state.moved_labels is not None else None, d.label_mode, d.alpha)
-            r_rgb = _overlay(state, r_rgb, axis, index)
+            r_rgb = _overlay(state, r_rgb, axis, index, fg)
         else:
             r_rgb = np.zeros(shape + (3,), dtype=np.float32)
         out = np.concatenate([f_rgb, m_rgb, r_rgb], axis=1)
@@ -254,7 +277,7 @@ def frame(state: ViewerState, axis: int | None = None) -> np.ndarray:
     else:
         raise ValueError(f"unknown mode {d.mode!r}")
     rgb = _draw_labels(rgb, fl, d.label_mode, d.alpha)
-    rgb = _overlay(state, rgb, axis, index)
+    rgb = _overlay(state, rgb, axis, index, fg)
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
@@ -293,11 +316,11 @@ def legend(state: ViewerState) -> list[tuple]:
     res = state.result
     if d.overlay != "none" and res is None:
         rows.append(("text", f"{d.overlay} overlay: press Register"))
-    elif d.overlay == "grid":
+    if res is not None and (d.overlay == "grid" or (d.grid_on_heatmap and d.overlay in ("displacement", "jacobian"))):
         rows.append(("swatch", tuple(int(v) for v in GRID_COLOUR), f"warped grid, every {d.grid_spacing} voxels"))
-    elif d.overlay == "displacement":
+    if res is not None and d.overlay == "displacement":
         rows.append(("bar", "heat", ("0", "", f"{state.disp_max_mm():.1f} mm"), "displacement magnitude |u|"))
-    elif d.overlay == "jacobian":
+    elif res is not None and d.overlay == "jacobian":
         r = d.jac_range
         rows.append(("bar", "diverging", (f"{np.exp(-r):.2f}", "1", f"{np.exp(r):.2f}"),
                      "Jacobian determinant J (log scale): blue shrinks, red grows"))

@@ -148,13 +148,13 @@ def test_overlays_after_registration(registered2d):
     ddf = s.result.ddf_vox.copy()
     s.result.ddf_vox[...] = 0
     try:
-        s.set_display(overlay="grid", grid_spacing=8, alpha=1.0)
+        s.set_display(overlay="grid", grid_spacing=8, alpha=1.0, window=(-1.0, 0.0))  # all foreground
         f = render.frame(s)
         cols = np.where((f == [255, 220, 0]).all(axis=-1).all(axis=0))[0]
         assert list(cols[:3]) == [0, 8, 16]
     finally:
         s.result.ddf_vox[...] = ddf
-        s.set_display(alpha=0.5)
+        s.set_display(alpha=0.5, window=None)
 
 
 def test_dice_and_report_and_save(registered2d, tmp_path):
