@@ -180,13 +180,20 @@ def test_cancel_between_stages(demo_dir, model2d):
 
 
 def test_nothing_imports_torch_or_qt_at_import():
+    """The Qt-free modules import no Qt; the app starts (demo pair opened) with torch blocked."""
     code = ("import sys; sys.modules['torch'] = None\n"
             f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
             "import conftest\n"
             "import fnoreg_gui.model, fnoreg_gui.render, fnoreg_gui.pipeline\n"
             "assert 'PySide6' not in sys.modules\n"
             "import fnoreg_gui.app, fnoreg_gui.worker\n"
-            "print('ok')\n")
+            "from PySide6.QtWidgets import QApplication\n"
+            "app = QApplication([])\n"
+            "win = fnoreg_gui.app.build_window(['--no-register'])\n"   # the whole startup, torch blocked
+            "assert win.state.shape == (80, 96, 112) and not win.errors, win.errors\n"
+            "assert sys.modules.get('torch') is None\n"
+            "print('ok')\n"
+            "app.shutdown()\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
