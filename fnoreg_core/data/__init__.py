@@ -5,7 +5,10 @@
 =================  ==========================================================================
 ``synth``          SynthMorph-style synthetic pairs at any size (:mod:`.synth`), no data needed
 ``synth:brains[:DIR]``  the same, deforming brain-shaped label maps (fsaverage aseg and MNI152
-                   tissue classes of the template set, :func:`.templates.prior_label_maps`)
+                   tissue classes of the template set, :func:`.templates.prior_volumes`), with a
+                   random relative affine (:data:`BRAIN_AFFINE`)
+``synth:brains+real[:DIR]``  the same, and half of the pairs deform the real fsaverage / MNI152
+                   images instead of synthesising intensities from their labels
 ``templates[:DIR]``  the offline real-brain set built by ``fnoreg-data templates`` (:mod:`.templates`)
 ``oasis:PATH``     OASIS-1, neurite-oasis / Learn2Reg layout, the paper's splits (:mod:`.oasis`)
 ``pairs:CSV``      a user's own NIfTI pairs listed in a CSV (:mod:`.pairs`)
@@ -24,6 +27,9 @@ __all__ = ["PairSource", "ResizedPairs", "check_sample", "resize_image", "resize
            "DataSpecError", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
+
+#: Relative affine of ``synth:brains`` pairs: real brains differ by about this much after MNI alignment.
+BRAIN_AFFINE = dict(max_rotation_deg=5.0, max_scaling=0.06, max_shift=0.03)
 
 
 class DataSpecError(ValueError):
@@ -58,16 +64,20 @@ def open_source(spec: str, dims: int, split: str = "train", shape: Sequence[int]
         if shape is None:
             raise DataSpecError("synthetic data needs a size (e.g. --res 80x96x112)")
         offsets = {"train": 0, "val": 1_000_003, "test": 2_000_003}
-        priors, names = None, None
+        options: dict = {}
         if arg:
             prior_kind, _, prior_root = arg.partition(":")
-            if prior_kind != "brains":
-                raise DataSpecError(f"unknown synthetic prior {arg!r}; expected synth or synth:brains[:DIR]")
-            from fnoreg_core.data.templates import HARMONISED_LABELS, prior_label_maps
+            if prior_kind not in ("brains", "brains+real"):
+                raise DataSpecError(f"unknown synthetic prior {arg!r}; expected synth, synth:brains[:DIR] or "
+                                    "synth:brains+real[:DIR]")
+            from fnoreg_core.data.templates import HARMONISED_LABELS, prior_volumes
 
-            priors, names = prior_label_maps(prior_root or None, dims), dict(HARMONISED_LABELS)
+            images, priors = prior_volumes(prior_root or None, dims)
+            options = dict(label_maps=priors, label_names=dict(HARMONISED_LABELS), **BRAIN_AFFINE)
+            if prior_kind == "brains+real":
+                options.update(images=images, real_fraction=0.5)
         source: PairSource = SynthPairs(tuple(shape), n_pairs={"train": 10_000, "val": 16, "test": 32}[split],
-                                        seed=seed + offsets[split], label_maps=priors, label_names=names)
+                                        seed=seed + offsets[split], **options)
     elif kind == "templates":
         from fnoreg_core.data.templates import TemplatePairs
 

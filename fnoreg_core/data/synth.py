@@ -312,6 +312,18 @@ def _interp_linear(field: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return np.stack([ndimage.map_coordinates(f, coords, order=1, mode="nearest", prefilter=False) for f in field])
 
 
+def _compose_affine(ddf: np.ndarray, affine: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Displacement of ``phi o A`` for ``phi = id + ddf``: ``u'(p) = A(p) - p + ddf(A(p))`` (voxels),
+    ``A(p) = c + M (p - c) + t`` with ``c`` the grid centre."""
+    matrix, shift = affine
+    shape = ddf.shape[1:]
+    centre = (np.array(shape, float) - 1.0) / 2.0
+    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"))
+    flat = grid.reshape(len(shape), -1) - centre[:, None].astype(np.float32)
+    mapped = (matrix.astype(np.float32) @ flat + (centre + shift)[:, None].astype(np.float32)).reshape(grid.shape)
+    return (mapped - grid + _interp_linear(ddf, mapped)).astype(np.float32, copy=False)
+
+
 def _identity_plus(ddf: np.ndarray) -> np.ndarray:
     """Sampling positions ``p + ddf(p)`` in voxels (a new array)."""
     pos = np.array(ddf, dtype=np.float64 if ddf.dtype == np.float64 else np.float32, copy=True)
@@ -619,6 +631,18 @@ class SynthPairs(PairSource):
         Intensity model (:func:`random_contrast`): noise std in [0, 1] image units, blur sigma in
         voxels, log bias-field RMS, log-gamma std.
 
+    max_rotation_deg, max_scaling, max_shift : float
+        Random relative affine between moving and fixed (default 0: none), composed into the fixed
+        deformation about the grid centre: rotation angles U(-r, r) degrees about each axis (one in
+        2D), per-axis scale factors 1 + U(-s, s), translation U(-t, t) times each side length.
+    images : list of float arrays, optional
+        Real intensity images in [0, 1], one per ``label_maps`` entry (same shape): with probability
+        ``real_fraction`` a pair deforms the chosen prior's image (linear) instead of synthesising
+        intensities from its labels, then applies a random gamma (``gamma_std``) and noise
+        (U(0, ``max_noise``)).
+    real_fraction : float in [0, 1]
+        See ``images``. Default 0.
+
     Samples have the layout of :mod:`fnoreg_core.data.base`. ``load(i, return_ddf=True)`` (3-5x
     slower) adds three ``(ndim, *shape)`` float32 displacements in voxels of ``shape``:
     ``"ddf_vox"``, the true fixed->moving pull field (``moving(p + u(p)) ~ fixed(p)`` up to noise
@@ -633,7 +657,9 @@ class SynthPairs(PairSource):
                  label_maps: Sequence[np.ndarray] | None = None, label_names: dict[int, str] | None = None,
                  contrast: str = "same", background: bool = True, deform_std: float = 0.025,
                  deform_scale: float = 0.125, label_scale: float = 0.125, max_noise: float = 0.05,
-                 max_blur: float = 1.0, max_bias: float = 0.1, gamma_std: float = 0.15) -> None:
+                 max_blur: float = 1.0, max_bias: float = 0.1, gamma_std: float = 0.15,
+                 max_rotation_deg: float = 0.0, max_scaling: float = 0.0, max_shift: float = 0.0,
+                 images: Sequence[np.ndarray] | None = None, real_fraction: float = 0.0) -> None:
         self.shape = _check_shape(shape)
         self.dims = len(self.shape)
         if int(n_pairs) < 1:
@@ -654,6 +680,30 @@ class SynthPairs(PairSource):
         self.deform_scale, self.label_scale = float(deform_scale), float(label_scale)
         self.max_noise, self.max_blur, self.max_bias, self.gamma_std = (float(max_noise), float(max_blur),
                                                                         float(max_bias), float(gamma_std))
+        for name, value in (("max_rotation_deg", max_rotation_deg), ("max_scaling", max_scaling),
+                            ("max_shift", max_shift)):
+            if not value >= 0:
+                raise ValueError(f"expected {name} >= 0, got {value}")
+        if not 0.0 <= real_fraction <= 1.0:
+            raise ValueError(f"expected 0 <= real_fraction <= 1, got {real_fraction}")
+        if max_scaling >= 1:
+            raise ValueError(f"expected max_scaling < 1, got {max_scaling}")
+        self.max_rotation_deg, self.max_scaling, self.max_shift = (float(max_rotation_deg), float(max_scaling),
+                                                                   float(max_shift))
+        self.real_fraction = float(real_fraction)
+        self._images: list[np.ndarray] = []
+        if images is not None:
+            if label_maps is None or len(images) != len(label_maps):
+                raise ValueError("images need label_maps of the same count (one image per label map)")
+            for k, (img, lm) in enumerate(zip(images, label_maps)):
+                img = np.asarray(img, dtype=np.float32)
+                if img.shape != np.shape(lm):
+                    raise ValueError(f"images[{k}] has shape {img.shape}, label_maps[{k}] {np.shape(lm)}; expected equal")
+                if not np.all(np.isfinite(img)):
+                    raise ValueError(f"images[{k}] holds NaN or infinite values")
+                self._images.append(img)
+        if self.real_fraction > 0 and not self._images:
+            raise ValueError("real_fraction > 0 needs images")
         self._size = float(np.mean(self.shape))
         self._priors: list[tuple[np.ndarray, np.ndarray]] = []  # (class-index map, label values)
         if label_maps is not None:
@@ -704,8 +754,10 @@ class SynthPairs(PairSource):
         rng = self.rng(index)
         shape, size = self.shape, self._size
         # 1. the shared label map (class indices) and its label values
+        prior = -1
         if self._priors:
-            classes, values = self._priors[int(rng.integers(len(self._priors)))]
+            prior = int(rng.integers(len(self._priors)))
+            classes, values = self._priors[prior]
         else:
             classes = random_label_map(shape, rng, self.n_labels, spacing=self.label_scale * size,
                                        background=self.background)
@@ -718,6 +770,9 @@ class SynthPairs(PairSource):
             ddf, vel = random_deformation(shape, rng, std, spacing, return_velocity=True)
             ddfs.append(ddf)
             vels.append(vel)
+        if self.max_rotation_deg or self.max_scaling or self.max_shift:  # relative affine, on the fixed side
+            ddfs[1] = _compose_affine(ddfs[1], self._random_affine(rng))
+        real = bool(self._images) and self.real_fraction > 0 and rng.uniform() < self.real_fraction
         # 3. deformed label maps, 4. images
         contrast = random_contrast(len(values), rng, self.max_noise, self.max_blur, self.max_bias, self.gamma_std)
         sample: dict[str, Any] = {"name": f"synth-s{self.seed}-{index:06d}"}
@@ -726,12 +781,40 @@ class SynthPairs(PairSource):
             if self.contrast == "random" and key == "fixed":
                 contrast = random_contrast(len(values), rng, self.max_noise, self.max_blur, self.max_bias,
                                            self.gamma_std)
-            sample[key] = synthesize_image(warped, rng, contrast)[None]
+            if real:
+                sample[key] = self._augment_real(warp(self._images[prior], ddf, order=1), rng)[None]
+            else:
+                sample[key] = synthesize_image(warped, rng, contrast)[None]
             sample[f"{key}_labels"] = values[warped][None]
         if return_ddf:
             sample["moving_deform_vox"], sample["fixed_deform_vox"] = ddfs
             sample["ddf_vox"] = self._true_ddf(ddfs[0], ddfs[1], vels[0])
         return sample
+
+    def _random_affine(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(M, t)`` in voxels: ``A(p) = c + M (p - c) + t`` about the grid centre ``c``."""
+        nd = self.dims
+        rot = np.eye(nd)
+        angles = np.deg2rad(rng.uniform(-self.max_rotation_deg, self.max_rotation_deg, 1 if nd == 2 else 3))
+        planes = [(0, 1)] if nd == 2 else [(1, 2), (0, 2), (0, 1)]
+        for angle, (i, j) in zip(angles, planes):
+            r = np.eye(nd)
+            r[i, i] = r[j, j] = np.cos(angle)
+            r[i, j], r[j, i] = -np.sin(angle), np.sin(angle)
+            rot = r @ rot
+        scale = 1.0 + rng.uniform(-self.max_scaling, self.max_scaling, nd)
+        shift = rng.uniform(-self.max_shift, self.max_shift, nd) * np.array(self.shape, float)
+        return rot @ np.diag(scale), shift
+
+    def _augment_real(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A warped real image in [0, 1]: random gamma and Gaussian noise."""
+        image = np.clip(image, 0.0, 1.0)
+        gamma = float(np.exp(rng.normal(0.0, self.gamma_std)))
+        np.power(image, np.float32(gamma), out=image)
+        noise_std = rng.uniform(0.0, self.max_noise)
+        if noise_std > 0:
+            image += rng.normal(0.0, noise_std, image.shape).astype(np.float32)
+        return np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)
 
     def _true_ddf(self, ddf_moving: np.ndarray, ddf_fixed: np.ndarray, vel_moving: np.ndarray,
                   refine: int = 2) -> np.ndarray:
@@ -753,7 +836,13 @@ class SynthPairs(PairSource):
     def describe(self) -> str:
         size = "x".join(str(n) for n in self.shape)
         prior = f"{len(self._priors)} label-map priors" if self._priors else f"{self.n_labels} random labels"
-        return (f"SynthPairs: {len(self)} pairs, {self.dims}D {size}, {prior}, contrast {self.contrast}, "
+        extra = ""
+        if self.max_rotation_deg or self.max_scaling or self.max_shift:
+            extra += (f", affine (rotation {self.max_rotation_deg:g} deg, scaling {self.max_scaling:g}, "
+                      f"shift {self.max_shift:g})")
+        if self.real_fraction:
+            extra += f", {self.real_fraction:.0%} of pairs from the priors' real images"
+        return (f"SynthPairs: {len(self)} pairs, {self.dims}D {size}, {prior}, contrast {self.contrast}{extra}, "
                 f"seed {self.seed}")
 
 

@@ -38,7 +38,7 @@ from fnoreg_core.io import staged_folder
 
 __all__ = ["HARMONISED_LABELS", "AAL_TO_HARMONISED", "ASEG_TO_HARMONISED", "GRIDS", "SUBJECTS", "GRID_ORIGIN_MM",
            "default_root", "find_sources", "MissingSourceError", "build_templates", "TemplatePairs",
-           "grid_affine", "template_pair_list", "PRIOR_SUBJECTS", "prior_label_maps"]
+           "grid_affine", "template_pair_list", "PRIOR_SUBJECTS", "prior_label_maps", "prior_volumes"]
 
 BUILD_VERSION = "2"
 SUBJECTS = ("mni152", "colin27", "fsaverage")
@@ -419,18 +419,25 @@ class TemplatePairs(PairSource):
 PRIOR_SUBJECTS = ("fsaverage", "mni152")
 
 
-def prior_label_maps(root: str | Path | None = None, dims: int = 3) -> list[np.ndarray]:
-    """Brain-shaped label maps for synthetic training (``synth:brains``): the harmonised maps of
-    :data:`PRIOR_SUBJECTS` at 1 mm (3D volumes; 2D: their axial slices, 160x192, the shape of the
-    2D sets; coronal slices would be squashed into it), int16.
+def prior_volumes(root: str | Path | None = None, dims: int = 3) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``(images, label_maps)`` of :data:`PRIOR_SUBJECTS` at 1 mm for synthetic training
+    (``synth:brains``, ``synth:brains+real``): 3D volumes, or in 2D their axial slices (160x192, the
+    shape of the 2D sets; coronal slices would be squashed into it). Images float32 in [0, 1],
+    labels int16 (harmonised).
 
-    These are label maps only: no image of the set is used. A model trained on them has seen the
-    shapes of fsaverage's and MNI152's structures (document this next to its evaluation).
+    A model trained on them has seen fsaverage's and MNI152's structures (and, with
+    ``synth:brains+real``, their images): document this next to its evaluation.
     """
-    maps = []
-    sets = [dict(dims=3)] if dims == 3 else [dict(dims=2, plane="axial")]
-    for kwargs in sets:
-        source = TemplatePairs(root, split="train", resolution="1mm", **kwargs)
-        for subject in PRIOR_SUBJECTS:
-            maps.append(source.load_subject(subject)[1])
-    return maps
+    images, maps = [], []
+    kwargs = dict(dims=3) if dims == 3 else dict(dims=2, plane="axial")
+    source = TemplatePairs(root, split="train", resolution="1mm", **kwargs)
+    for subject in PRIOR_SUBJECTS:
+        image, labels, _ = source.load_subject(subject)
+        images.append(np.asarray(image, np.float32))
+        maps.append(labels)
+    return images, maps
+
+
+def prior_label_maps(root: str | Path | None = None, dims: int = 3) -> list[np.ndarray]:
+    """The label maps of :func:`prior_volumes` (no image of the set is used)."""
+    return prior_volumes(root, dims)[1]

@@ -151,6 +151,40 @@ def test_label_map_priors():
         SynthPairs(SHAPE_3D, label_maps=[])
 
 
+def test_relative_affine_true_ddf_and_real_images():
+    prior = np.zeros((30, 34, 28), np.int16)
+    prior[5:25, 6:28, 4:24] = 1
+    prior[10:20, 10:24, 8:20] = 2
+    prior[12:16, 20:26, 10:14] = 3
+    image = np.where(prior > 0, 0.3 + 0.2 * prior, 0.0).astype(np.float32)
+    plain = SynthPairs((30, 34, 28), n_pairs=2, seed=3, label_maps=[prior])
+    moved = SynthPairs((30, 34, 28), n_pairs=2, seed=3, label_maps=[prior], max_rotation_deg=8.0,
+                       max_scaling=0.1, max_shift=0.05)
+    real = SynthPairs((30, 34, 28), n_pairs=2, seed=3, label_maps=[prior], images=[image], real_fraction=1.0,
+                      max_noise=0.0, gamma_std=0.0)
+    s0, s1 = plain.load(0), moved.load(0, return_ddf=True)
+    assert not np.array_equal(s0["fixed_labels"], s1["fixed_labels"])
+    assert np.array_equal(s0["moving_labels"], s1["moving_labels"])  # the affine is on the fixed side only
+    # the true field still maps the moving labels onto the fixed labels, with the affine in it
+    before = mean_dice(s1["moving_labels"][0], s1["fixed_labels"][0])
+    after = mean_dice(warp(s1["moving_labels"][0], s1["ddf_vox"], order=0), s1["fixed_labels"][0])
+    assert after > 0.8 and after > before, (before, after)
+    # real images: the prior's image warped like its labels (no noise, no gamma here)
+    s2 = real.load(0)
+    inside = s2["moving_labels"][0] > 0
+    expected = 0.3 + 0.2 * s2["moving_labels"][0][inside]
+    assert np.mean(np.abs(s2["moving"][0][inside] - expected) < 0.05) > 0.8
+    assert "affine" in moved.describe() and "real images" in real.describe()
+    with pytest.raises(ValueError, match="needs images"):
+        SynthPairs((30, 34, 28), label_maps=[prior], real_fraction=0.5)
+    with pytest.raises(ValueError, match="same count"):
+        SynthPairs((30, 34, 28), images=[image])
+    with pytest.raises(ValueError, match="shape"):
+        SynthPairs((30, 34, 28), label_maps=[prior], images=[image[:-1]])
+    with pytest.raises(ValueError, match="max_scaling"):
+        SynthPairs((30, 34, 28), max_scaling=-0.1)
+
+
 def test_same_and_random_contrast():
     quiet = dict(max_noise=0.0, max_blur=0.0, max_bias=0.0)
     same = SynthPairs((64, 60), n_pairs=4, seed=4, n_labels=4, **quiet)

@@ -1,0 +1,58 @@
+"""Bundled models: lookup, FNOREG_MODELS override, fnoreg-register's default model."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from fnoreg_export.bundled import BundledModelError, bundled_models, default_model, default_model_name, models_dir
+from fnoreg_export.register_cli import main
+
+
+def _bundle(root, name, onnx_path):
+    folder = root / name
+    folder.mkdir(parents=True)
+    shutil.copy(onnx_path, folder / "model.onnx")
+    shutil.copy(onnx_path.with_name(onnx_path.name + ".json"), folder / "model.onnx.json")
+    return folder / "model.onnx"
+
+
+def test_lookup_and_override(tmp_path, monkeypatch, fno2d):
+    monkeypatch.setenv("FNOREG_MODELS", str(tmp_path))
+    assert models_dir() == tmp_path and bundled_models() == {}
+    with pytest.raises(BundledModelError, match="--model"):
+        default_model(2)
+    path = _bundle(tmp_path, "fnoreg2d", fno2d[1])
+    assert default_model(2) == path and bundled_models() == {"fnoreg2d": path}
+    assert default_model_name(3) == "fnoreg3d"
+    with pytest.raises(ValueError, match="4-D"):
+        default_model_name(4)
+
+
+def test_register_uses_the_bundled_model(tmp_path, monkeypatch, fno2d, capsys):
+    from test_register_cli import case2d
+
+    monkeypatch.setenv("FNOREG_MODELS", str(tmp_path / "models"))
+    f, m, _, _ = case2d(tmp_path)
+    assert main([str(f), str(m), "-o", str(tmp_path / "none"), "-q"]) == 2
+    assert "bundled 2-D model" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    _bundle(tmp_path / "models", "fnoreg2d", fno2d[1])
+    assert main([str(f), str(m), "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert (tmp_path / "out" / "moved.nii.gz").is_file()
+
+
+def test_shipped_models_have_cards_and_checkpoints():
+    from fnoreg_export.bundled import DEFAULT_MODELS
+    from fnoreg_export.model_card import read_card
+
+    root = models_dir()
+    if not (root / DEFAULT_MODELS[3] / "model.onnx").is_file():
+        pytest.skip(f"no bundled models in {root}")
+    for dims, name in DEFAULT_MODELS.items():
+        folder = root / name
+        card = read_card(folder / "model.onnx")
+        assert card.dims == dims and card.name == name
+        assert (folder / "checkpoint.pt").is_file() and (folder / "MODEL_CARD.md").is_file()
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert total <= 40 * 2**20, f"assets/models holds {total / 2**20:.1f} MB > 40 MB"
