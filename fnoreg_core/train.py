@@ -69,6 +69,7 @@ class TrainConfig:
     batch_size: int = 1
     steps: int = 1000
     time_budget_min: float | None = None
+    budget_clock: str = "wall"
     val_every: int = 200
     val_pairs: int = 8
     workers: int = 0
@@ -94,6 +95,8 @@ class TrainConfig:
         for key in ("steps", "batch_size", "val_every", "val_pairs"):
             if getattr(self, key) < 1:
                 raise TrainError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.budget_clock not in ("wall", "cpu"):
+            raise TrainError(f"unknown budget clock {self.budget_clock!r}, expected wall or cpu")
         if self.time_budget_min is not None and self.time_budget_min <= 0:
             raise TrainError(f"time_budget_min must be > 0, got {self.time_budget_min}")
         if self.lr <= 0 or self.reg_weight < 0 or self.dice_weight < 0:
@@ -305,6 +308,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best_dice, history = 0, -math.inf, {}
     train_seconds = 0.0  # optimisation time summed over all sessions of this run (validation excluded)
+    clock = time.process_time if cfg.budget_clock == "cpu" else time.perf_counter
     if resume:
         if not last.is_file():
             raise TrainError(f"--resume: no checkpoint {last}; start without --resume")
@@ -319,6 +323,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         optimiser.load_state_dict(ckpt["optimizer"])
         step, best_dice = int(ckpt["step"]), float(ckpt.get("best_val_dice", -math.inf))
         train_seconds = float(ckpt.get("train_seconds", 0.0))
+        saved_clock = ckpt.get("train_config", {}).get("budget_clock", "wall")
+        if cfg.time_budget_min is not None and saved_clock != cfg.budget_clock:
+            raise TrainError(f"--resume: {last} counted {saved_clock} time; pass --budget-clock {saved_clock}")
         if main_rank:
             print(f"resumed {last} at step {step}")
     elif last.exists():
@@ -374,7 +381,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     epoch_iter = iter(loader)
     out_of_time = False
     while step < cfg.steps and not out_of_time:
-        t_step = time.perf_counter()
+        t_step = clock()
         try:
             batch = next(epoch_iter)
         except StopIteration:  # DistributedSampler: one pass per epoch
@@ -392,11 +399,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         optimiser.step()
         step += 1
         if world > 1:  # every rank must stop at the same step
-            spent = torch.tensor([time.perf_counter() - t_step], dtype=torch.float64)
+            spent = torch.tensor([clock() - t_step], dtype=torch.float64)
             dist.all_reduce(spent, op=dist.ReduceOp.MAX)
             train_seconds += float(spent)
         else:
-            train_seconds += time.perf_counter() - t_step
+            train_seconds += clock() - t_step
         out_of_time = train_seconds >= budget_s
         if bar is not None:
             bar.update(1)
@@ -458,6 +465,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget-min", type=float,
                    help="stop (validate, save) once optimisation time summed over all sessions of the run reaches "
                         "this many minutes; with --steps, whichever comes first. Default: no limit")
+    p.add_argument("--budget-clock", choices=("wall", "cpu"),
+                   help="what --time-budget-min counts: wall time, or CPU time of the training process (all its "
+                        "threads; fair between runs that share a busy machine). Default: wall")
     p.add_argument("--val-every", type=int)
     p.add_argument("--val-pairs", type=int)
     p.add_argument("--workers", type=int, help="DataLoader worker processes. Default: 0")
@@ -485,7 +495,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise TrainError(f"{args.config} must hold a mapping of TrainConfig keys")
         values.update(loaded)
     for key in ("model", "preset", "dims", "data", "val_data", "train_res", "val_res", "loss", "reg_weight",
-                "dice_weight", "lr", "batch_size", "steps", "time_budget_min", "val_every", "val_pairs", "workers", "seed", "device",
+                "dice_weight", "lr", "batch_size", "steps", "time_budget_min", "budget_clock", "val_every", "val_pairs", "workers", "seed", "device",
                 "out", "name"):
         v = getattr(args, key)
         if v is not None:

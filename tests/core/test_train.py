@@ -96,15 +96,19 @@ def test_torchrun_ddp_two_processes_on_gloo(tmp_path):
 
 def test_time_budget_stops_saves_and_is_summed_over_resumes(tmp_path, capsys):
     # a budget far below one validation interval: training stops after the first step that exceeds it
-    assert _run(tmp_path, "--steps", "1000", "--val-every", "500", "--time-budget-min", "0.0001") == 0
+    assert _run(tmp_path, "--steps", "1000", "--val-every", "500", "--time-budget-min", "0.0001",
+                "--budget-clock", "cpu") == 0
     run = tmp_path / "run"
     ckpt = load_checkpoint(run / "last.pt")
     assert 1 <= ckpt["step"] < 1000 and ckpt["train_seconds"] >= 0.006
     assert "val_dice" in ckpt["metrics"] and "time budget" in capsys.readouterr().out
     # the same budget is spent: resuming refuses (exit 2) and says how to go on
-    assert _run(tmp_path, "--steps", "1000", "--time-budget-min", "0.0001", "--resume") == 2
+    assert _run(tmp_path, "--steps", "1000", "--time-budget-min", "0.0001", "--budget-clock", "cpu", "--resume") == 2
     assert "--time-budget-min" in capsys.readouterr().err
     # a larger budget continues from the saved time
-    assert _run(tmp_path, "--steps", "1000", "--val-every", "500", "--time-budget-min", "0.01", "--resume") == 0
+    assert _run(tmp_path, "--steps", "1000", "--time-budget-min", "0.01", "--resume") == 2  # another clock
+    assert "--budget-clock cpu" in capsys.readouterr().err
+    assert _run(tmp_path, "--steps", "1000", "--val-every", "500", "--time-budget-min", "0.01", "--budget-clock", "cpu",
+                "--resume") == 0
     resumed = load_checkpoint(run / "last.pt")
     assert resumed["step"] > ckpt["step"] and resumed["train_seconds"] >= 0.6
