@@ -118,11 +118,9 @@ def _parity(case: dict, ddf) -> float | None:
 def run_ort(case: dict, out: C.ResultWriter) -> None:
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = case["threads"]
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
+    from fnoreg_export.runtime import ort_session_options
+
+    opts = ort_session_options(case["threads"])
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if case["cuda"] else ["CPUExecutionProvider"]
     t0 = time.perf_counter()
     sess = ort.InferenceSession(case["onnx"], opts, providers=providers)

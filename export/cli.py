@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, metavar="N",
                    help=f"largest spatial size per axis of the dynamic graph (default: {DEFAULT_MAX_SIZE})")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 20, default {DEFAULT_OPSET})")
+    p.add_argument("--bundle", action="store_true",
+                   help="also write what a shipped model folder holds (assets/models/<name>/): checkpoint.pt "
+                        "(weights, config and training facts; no optimiser state) and, from the run folder, "
+                        "training.csv (metrics.csv) and training_config.json")
     p.add_argument("--demo", type=Path, default=None, metavar="DIR",
                    help="folder with demo image pairs for parity (default: assets/demo)")
     return p
@@ -353,6 +357,7 @@ class Plan:
         n += graphs if self.args.fp16 else 0
         n += 2 * len(self.sizes) if self.args.trt and engines else 0
         n += 1 if self.triton is not None else 0
+        n += 1 if self.args.bundle else 0
         n += 1  # move into place
         return n
 
@@ -569,6 +574,9 @@ def run(args) -> int:
                 engines.append((engine, card.to_dict()))
 
         _triton(plan, progress, outputs, graphs, fp16_graphs, engines)
+        if args.bundle:
+            with progress.stage("bundle the weights and the training log") as notes:
+                notes.extend(_bundle(args.checkpoint, ckpt, stage_dir))
         with progress.stage("move files into place") as notes:
             written = outputs.commit()
             notes.extend(str(p) for p in written)
@@ -577,6 +585,21 @@ def run(args) -> int:
     except BaseException:
         outputs.discard()
         raise
+
+
+def _bundle(checkpoint: Path, ckpt: dict, out: Path) -> list[str]:
+    """``checkpoint.pt`` without optimiser state, plus the run's ``metrics.csv`` / ``config.json``."""
+    import shutil
+
+    import torch
+
+    torch.save({k: v for k, v in ckpt.items() if k != "optimizer"}, out / "checkpoint.pt")
+    notes = [f"checkpoint.pt ({_size_mb(out / 'checkpoint.pt')})"]
+    for source, name in (("metrics.csv", "training.csv"), ("config.json", "training_config.json")):
+        if (checkpoint.parent / source).is_file():
+            shutil.copy(checkpoint.parent / source, out / name)
+            notes.append(f"{name} (from {checkpoint.parent / source})")
+    return notes
 
 
 def _triton(plan, progress, outputs, graphs, fp16_graphs, engines) -> None:

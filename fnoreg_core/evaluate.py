@@ -78,10 +78,9 @@ def onnx_predictor(path: str | Path, threads: int | None = None) -> tuple[Predic
         card = read_card(path)
     except ModelCardError as exc:
         raise EvalError(str(exc)) from None
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    from fnoreg_export.runtime import ort_session_options
+
+    session = ort.InferenceSession(str(path), ort_session_options(threads), providers=["CPUExecutionProvider"])
     dtype = np.float16 if card.precision == "fp16" else np.float32
 
     def predict(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:

@@ -240,3 +240,21 @@ def test_parity_failure_exits_1_and_leaves_the_folder_as_it_was(exported, ckpt, 
     assert sorted(p.name for p in out.iterdir()) == ["model.32x48.onnx", "notes.txt"]
     assert (out / "model.32x48.onnx").read_bytes() == b"the user's own file"
     assert not tri.exists()
+
+
+def test_bundle_writes_weights_without_optimiser_and_the_training_log(ckpt, tmp_path):
+    import shutil
+
+    from fnoreg_core.checkpoint import load_checkpoint, load_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(ckpt, run / "best.pt")
+    (run / "metrics.csv").write_text("step,metric,value\n10,train/loss,0.5\n")
+    code, stdout, err = _run([run / "best.pt", "--no-dynamic", "--res", "32x48", "--bundle", "--out", tmp_path / "b"])
+    assert code == 0, err
+    bundled = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert "optimizer" not in bundled and bundled["step"] == 7 and bundled["name"] == "fnoreg-tiny"
+    load_model(tmp_path / "b" / "checkpoint.pt")
+    assert (tmp_path / "b" / "training.csv").read_text().startswith("step,metric")
+    assert "bundle" in stdout
