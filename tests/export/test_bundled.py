@@ -56,3 +56,16 @@ def test_shipped_models_have_cards_and_checkpoints():
         assert (folder / "checkpoint.pt").is_file() and (folder / "MODEL_CARD.md").is_file()
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert total <= 40 * 2**20, f"assets/models holds {total / 2**20:.1f} MB > 40 MB"
+
+
+def test_headless_demo_prints_the_report(tmp_path, monkeypatch, fno2d, capsys):
+    from fnoreg_export import demo
+
+    monkeypatch.setenv("FNOREG_MODELS", str(tmp_path / "models"))
+    assert demo.main(["--pair", "2d"]) == 2
+    assert "--model" in capsys.readouterr().err
+    _bundle(tmp_path / "models", "fnoreg2d", fno2d[1])
+    assert demo.main(["--pair", "2d", "--threads", "1", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "Dice before" in out and "Left-Thalamus" in out and "folded voxels" in out and "s per pair" in out
+    assert (tmp_path / "out" / "warp.nii.gz").is_file() and (tmp_path / "out" / "report.json").is_file()
