@@ -19,7 +19,7 @@ References
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +27,6 @@ from torch import nn
 
 __all__ = ["SwinEncoder", "SwinBlock", "WindowAttention", "PatchMerging", "window_partition", "window_reverse",
            "shifted_window_mask"]
-
-
-def _is_static(n) -> bool:
-    return isinstance(n, int)
 
 
 def window_partition(x: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
