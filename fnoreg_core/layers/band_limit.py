@@ -54,13 +54,17 @@ def kept_frequencies(n: int) -> np.ndarray:
 @lru_cache(maxsize=256)
 def _numpy_basis(n: int, big: int) -> tuple[np.ndarray, np.ndarray]:
     """Real and imaginary part of ``A^T``, (n, big) float64, for a static size pair."""
+    # real arithmetic only: a traced (dynamo) copy of this function must not create complex tensors
     k = kept_frequencies(n)
     m = np.arange(big, dtype=np.int64)
     j = np.arange(n, dtype=np.int64)
-    e = np.exp(2j * math.pi * np.remainder(k[None, :] * m[:, None], big) / big)  # (big, n_k)
-    f = np.exp(-2j * math.pi * np.remainder(k[:, None] * j[None, :], n) / n) / n  # (n_k, n)
-    a = e @ f  # (big, n)
-    return np.ascontiguousarray(a.real.T), np.ascontiguousarray(a.imag.T)
+    ang_e = np.remainder(m[:, None] * k[None, :], big) * (2.0 * math.pi / big)  # (big, n_k)
+    ang_f = np.remainder(k[:, None] * j[None, :], n) * (2.0 * math.pi / n)  # (n_k, n)
+    ec, es = np.cos(ang_e), np.sin(ang_e)
+    fc, fs = np.cos(ang_f) / n, np.sin(ang_f) / n
+    re = ec @ fc + es @ fs  # A = (ec + i es) (fc - i fs), (big, n)
+    im = es @ fc - ec @ fs
+    return np.ascontiguousarray(re.T), np.ascontiguousarray(im.T)
 
 
 @lru_cache(maxsize=256)

@@ -19,7 +19,7 @@ Faithful details of the reference (xi-jia/Fourier-Net, ``Models.py`` + ``train.p
   diffeomorphic variant "Fourier-Net-Diff" is not implemented).
 
 Differences: inputs of any size are zero-padded to a multiple of 16 and the field is cropped back
-(the reference needs multiples of 16); the output convolution starts near zero (std 1e-5, as the
+(the reference needs multiples of 16; an exported dynamic graph takes multiples of 16); the output convolution starts near zero (std 1e-5, as the
 other models here and TransMorph's registration head) so training starts at the identity.
 
 References
@@ -128,6 +128,11 @@ class FourierNet(RegistrationNet):
 
     def min_spatial_size(self) -> tuple[int, ...]:
         return (_MULTIPLE,) * self.config.dims
+
+    def size_multiple(self) -> int:
+        # a dynamic-shape export traces the encoder at multiples of 16 (the padding to 16 does not
+        # trace symbolically from small sizes); eager PyTorch takes any size >= 16
+        return _MULTIPLE
 
     def band_field(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder: (B, 2, *P) with every P a multiple of 16 -> small field (B, dims, *P/4), unscaled."""

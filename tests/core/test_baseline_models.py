@@ -123,7 +123,8 @@ def test_below_minimum_size_is_refused(name, dims):
 
 
 def test_size_multiples():
-    assert _tiny("fourier-net", 2).size_multiple() == 1  # one dynamic graph for every size
+    # sizes a dynamic ONNX graph takes (eager PyTorch pads any size >= the minimum)
+    assert _tiny("fourier-net", 2).size_multiple() == 16
     assert _tiny("transmorph", 2).size_multiple() == 32
 
 
@@ -282,7 +283,7 @@ def test_static_export_parity_and_tensorrt_ops(tmp_path, name, example):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,example,run_sizes", [
-    ("fourier-net", (32, 48), [(1, 37, 50), (2, 64, 33)]),  # any size
+    ("fourier-net", (32, 48), [(1, 16, 64), (2, 80, 48)]),  # multiples of 16
     ("transmorph", (64, 96), [(1, 64, 32), (2, 96, 64)]),   # multiples of 32
 ])
 def test_dynamic_export_parity(tmp_path, name, example, run_sizes):
