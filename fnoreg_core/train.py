@@ -447,8 +447,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fnoreg-train", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, help="YAML file of TrainConfig keys; flags given here override it")
-    p.add_argument("--model", help="fnoreg | fno | voxelmorph. Default: fnoreg")
-    p.add_argument("--preset", help="model preset (2d-small, 2d-medium, 2d-large, 3d, 2d-cpu, 3d-cpu). Default: 2d-cpu")
+    p.add_argument("--model", help="fnoreg | fno | voxelmorph | fourier-net | transmorph. Default: fnoreg")
+    p.add_argument("--preset", help="model preset (fnoreg: 2d-small, 2d-medium, 2d-large, 3d, 2d-cpu, 3d-cpu; "
+                   "the other models: 2d, 3d, 2d-cpu, 3d-cpu). Default: 2d-cpu")
     p.add_argument("--dims", type=int, choices=(2, 3), help="2 or 3 (default: the preset's)")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. hidden_channels=24 (JSON values); repeatable")

@@ -58,7 +58,7 @@ def create_model(name: str, dims: int | None = None, preset: str | None = None, 
 
     Parameters
     ----------
-    name : "fnoreg" | "fno" | "voxelmorph"
+    name : "fnoreg" | "fno" | "voxelmorph" | "fourier-net" | "transmorph"
     dims : 2 or 3; default: the preset's (or 3)
     preset : a name from :func:`available_presets`; ``None`` uses the config defaults
     **overrides : config fields to change

@@ -54,7 +54,7 @@ def _pair(batch, dims, seed=0):
 
 
 def test_available_models():
-    assert available_models() == ["fno", "fnoreg", "voxelmorph"]
+    assert available_models() == ["fno", "fnoreg", "fourier-net", "transmorph", "voxelmorph"]
 
 
 @pytest.mark.parametrize("batch", [1, 2])
@@ -183,7 +183,7 @@ def test_overrides_apply_on_top_of_preset():
 
 
 def test_registry_errors():
-    with pytest.raises(ValueError, match=r"unknown model 'unet', expected one of \['fno', 'fnoreg', 'voxelmorph'\]"):
+    with pytest.raises(ValueError, match=r"unknown model 'unet', expected one of \['fno', 'fnoreg', 'fourier-net', 'transmorph', 'voxelmorph'\]"):
         create_model("unet")
     with pytest.raises(ValueError, match="unknown model 'unet'"):
         available_presets("unet")
