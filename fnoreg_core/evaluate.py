@@ -193,6 +193,16 @@ def end_point_error(ddf_vox: np.ndarray, true_vox: np.ndarray, spacing=None, lab
     return out
 
 
+def pair_row(method: str, pair: str, rep: dict[str, Any]) -> dict[str, Any]:
+    """One flat table row from :func:`evaluate_pair`'s report (``dice_<label>`` columns)."""
+    row = {"method": method, "pair": pair, "mean_dice": rep.get("mean_dice", math.nan),
+           "nonpositive_jac_pct": rep["nonpositive_jac_pct"], "negative_jac_pct": rep["negative_jac_pct"],
+           "sdlogj": rep["sdlogj"], "time_s": rep["time_s"]}
+    row.update({k: rep[k] for k in ("epe_mm", "epe_fg_mm") if k in rep})
+    row.update({f"dice_{k}": v for k, v in rep.get("dice_per_label", {}).items()})
+    return row
+
+
 def evaluate(methods: dict[str, Predictor], source, max_pairs: int | None = None,
              progress: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """One row per (method, pair): mean_dice, dice per label, folding %, SDlogJ, time_s."""
@@ -204,12 +214,7 @@ def evaluate(methods: dict[str, Predictor], source, max_pairs: int | None = None
         for method, predict in methods.items():
             if i == 0 and getattr(predict, "warmup", False):  # first call builds caches / sessions
                 predict(sample["moving"][0], sample["fixed"][0])
-            rep = evaluate_pair(predict, sample, spacing)
-            row = {"method": method, "pair": sample.get("name", str(i)), "mean_dice": rep.get("mean_dice", math.nan),
-                   "nonpositive_jac_pct": rep["nonpositive_jac_pct"], "negative_jac_pct": rep["negative_jac_pct"],
-                   "sdlogj": rep["sdlogj"], "time_s": rep["time_s"]}
-            row.update({k: rep[k] for k in ("epe_mm", "epe_fg_mm") if k in rep})
-            row.update({f"dice_{k}": v for k, v in rep.get("dice_per_label", {}).items()})
+            row = pair_row(method, sample.get("name", str(i)), evaluate_pair(predict, sample, spacing))
             rows.append(row)
             progress(f"[{i + 1}/{n}] {row['pair']} {method}: Dice {row['mean_dice']:.4f}, "
                      f"J<=0 {row['nonpositive_jac_pct']:.3f} %, {row['time_s']:.2f} s")
