@@ -73,11 +73,12 @@ def export_onnx(model, path: str | Path, example_size: tuple[int, ...], dynamic:
     if dynamic:
         Dim = torch.export.Dim
         spatial = {}
-        for axis, name in zip(range(2, 2 + dims), "dhw"[-dims:]):
+        smallest = model.min_spatial_size()  # the model's own checks become export guards: start the range there
+        for axis, name, low in zip(range(2, 2 + dims), "dhw"[-dims:], smallest):
             if multiple > 1:
-                spatial[axis] = multiple * Dim(name, min=1, max=max_size // multiple)
+                spatial[axis] = multiple * Dim(name, min=max(1, -(-int(low) // multiple)), max=max_size // multiple)
             else:
-                spatial[axis] = Dim(name, min=2, max=max_size)
+                spatial[axis] = Dim(name, min=max(2, int(low)), max=max_size)
         shape = {0: Dim("batch", min=1, max=64), **spatial}
         dynamic_shapes = {"moving": shape, "fixed": shape}
     path = Path(path)

@@ -59,6 +59,11 @@ class VoxelMorph(RegistrationNet):
     def min_spatial_size(self) -> tuple[int, ...]:
         return (self.multiple,) * self.config.dims
 
+    def size_multiple(self) -> int:
+        """Dynamic ONNX graphs take multiples of ``2 ** levels`` (the symbolic pad-to-multiple does not export;
+        eager PyTorch pads any size)."""
+        return self.multiple
+
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         self.check_inputs(moving, fixed)
         x = torch.cat([moving, fixed], dim=1)
