@@ -43,17 +43,15 @@ import _common as C  # noqa: E402
 
 #: learned models: name -> (folder with model.onnx + checkpoint.pt + training.csv, label in tables)
 LEARNED = {
-    "fnoreg3d": (ROOT / "assets" / "models" / "fnoreg3d", "FNOReg-3D (bundled)"),
-    "fnoreg3d-budget": (ROOT / "benchmarks" / "models" / "fnoreg3d-budget", "FNOReg-3D (same budget)"),
-    "fno3d": (ROOT / "benchmarks" / "models" / "fno3d", "FNO-3D (same budget)"),
-    "voxelmorph3d": (ROOT / "benchmarks" / "models" / "voxelmorph3d", "VoxelMorph-3D (same budget)"),
+    "fnoreg3d": (ROOT / "assets" / "models" / "fnoreg3d", "FNOReg-3D (ours, bundled)"),
+    "fno3d": (ROOT / "benchmarks" / "models" / "fno3d", "FNO-3D"),
+    "voxelmorph3d": (ROOT / "benchmarks" / "models" / "voxelmorph3d", "VoxelMorph-3D"),
 }
-#: the equal-budget runs: FNOReg's defines the data, options and CPU budget the baselines are retrained with
-BUDGET_REFERENCE = "fnoreg3d-budget"
+#: the run whose data, options and CPU budget the baselines are (re)trained with
+BUDGET_REFERENCE = "fnoreg3d"
 BASELINE_ARCH = {"fno3d": "fno", "voxelmorph3d": "voxelmorph"}
 CLASSICAL = {"none": "no registration", "affine": "affine (dipy)", "syn": "SyN (dipy)"}
 OURS = LEARNED["fnoreg3d"][1]
-OURS_BUDGET = LEARNED["fnoreg3d-budget"][1]
 TARGET_PAIR = "colin27->fsaverage"
 SUBCORTICAL = tuple(range(1, 13))
 TISSUE = (13, 14)
@@ -122,9 +120,11 @@ def learned_models(names) -> dict[str, dict]:
             hint = ("fnoreg-export runs/fnoreg3d/best.pt --bundle --out assets/models/fnoreg3d" if name == "fnoreg3d"
                     else "python benchmarks/run_all.py --train-baselines")
             raise ReportError(f"{label}: {onnx} or checkpoint.pt is missing; run `{hint}`")
-        ckpt = load_checkpoint(folder / "checkpoint.pt")
-        out[name] = {"label": label, "onnx": onnx, "folder": folder, "ckpt": {k: v for k, v in ckpt.items()
-                                                                              if k not in ("state_dict",)}}
+        ckpt = {k: v for k, v in load_checkpoint(folder / "checkpoint.pt").items() if k != "state_dict"}
+        run_config = folder / "training_config.json"  # the run's last settings (a resume may change the budget)
+        if run_config.is_file():
+            ckpt["train_config"] = {**ckpt.get("train_config", {}), **json.loads(run_config.read_text())}
+        out[name] = {"label": label, "onnx": onnx, "folder": folder, "ckpt": ckpt}
     return out
 
 
@@ -393,7 +393,7 @@ def training_rows(models) -> list[list[str]]:
         val = ck.get("metrics", {})
         n_params = info.get("params", "?")
         rows.append([info["label"], f"{tc.get('model')}/{tc.get('preset')}", f"{n_params:,}" if isinstance(n_params, int) else n_params,
-                     str(ck.get("step")), _f(cpu_min, 1), f"`{tc.get('data')}`",
+                     f"{tc.get('time_budget_min')}", str(ck.get("step")), _f(cpu_min, 1), f"`{tc.get('data')}`",
                      "x".join(map(str, tc.get("train_res") or [])), _f(val.get("val_dice", math.nan), 4),
                      _f(val.get("val_folded_pct", math.nan), 3)])
     return rows
@@ -500,7 +500,6 @@ def _run(args) -> int:
     d_ours = _stats(head, OURS, None, SUBCORTICAL)[0]
     fold_ours = _stats(head, OURS, "nonpositive_jac_pct")[0]
     d_vxm = _stats(head, LEARNED["voxelmorph3d"][1], None, SUBCORTICAL)[0]
-    d_budget = _stats(head, OURS_BUDGET, None, SUBCORTICAL)[0]
 
     lines += ["", "## Headline: Colin27 -> fsaverage at 2 mm (12 structures)", "",
               f"Command: {cmd_line}. Same machine, same run, {args.threads} thread(s).", ""]
@@ -514,16 +513,16 @@ def _run(args) -> int:
             drops[label] = (d2, d1, 100.0 * (d2 - d1) / d2 if d2 else math.nan)
     lat_ok = "error" not in latency
     targets = [
-        ("FNOReg-3D (bundled) Dice >= dipy SyN on Colin27 -> fsaverage at 2 mm", f"{_f(d_ours)} vs {_f(d_syn)}",
+        ("FNOReg-3D Dice >= dipy SyN on Colin27 -> fsaverage at 2 mm", f"{_f(d_ours)} vs {_f(d_syn)}",
          d_ours >= d_syn),
         ("... with < 0.5 % folded voxels", f"{_f(fold_ours, 3)} %", fold_ours < 0.5),
         ("... at least 50x faster than SyN", f"{t_syn / t_ours:.0f}x" if t_ours else "n/a",
          bool(t_ours) and t_syn / t_ours >= 50),
-        ("FNOReg-3D Dice >= VoxelMorph, both trained with the same data and CPU budget", f"{_f(d_budget)} vs {_f(d_vxm)}",
-         d_budget >= d_vxm),
+        ("FNOReg-3D Dice >= VoxelMorph, both trained with the same data and CPU budget", f"{_f(d_ours)} vs {_f(d_vxm)}",
+         d_ours >= d_vxm),
     ]
     if drops:
-        ours_drop, vxm_drop = drops[OURS_BUDGET][2], drops[LEARNED["voxelmorph3d"][1]][2]
+        ours_drop, vxm_drop = drops[OURS][2], drops[LEARNED["voxelmorph3d"][1]][2]
         targets.append(("smaller Dice drop than VoxelMorph, trained at 2 mm, evaluated at 1 mm",
                         f"{ours_drop:+.1f} % vs {vxm_drop:+.1f} %", ours_drop < vxm_drop))
     if lat_ok:
@@ -584,18 +583,17 @@ def _run(args) -> int:
 
     plot_training(models, figs / "training_curves.png")
     lines += ["", "## Training (same data, same CPU budget)", "",
-              "The three \"same budget\" models were trained at the same time on this machine's CPU, one thread "
+              "The three learned models were trained at the same time on this machine's CPU, one thread "
               "each, with `fnoreg-train` and the commands below (only `--model`, `--name`, `--out` differ); "
               "`--budget-clock cpu` stops a run when the training process has used the given CPU minutes "
-              "(validation excluded; the checkpoint kept is the best on the synthetic validation split). "
-              "The bundled FNOReg-3D is the same FNOReg run continued to a larger budget (its `training.csv` "
-              "holds the whole run; `python benchmarks/run_all.py --train-baselines` retrains the baselines "
-              "with the same-budget FNOReg-3D's recorded settings). The training data are synthetic pairs "
+              "(validation excluded; the checkpoint kept is the best on the synthetic validation split); "
+              "`python benchmarks/run_all.py --train-baselines` retrains the baselines with the bundled "
+              "FNOReg-3D's recorded settings. The training data are synthetic pairs "
               "deforming the label maps (and, for half of the pairs, the images) of fsaverage and MNI152 from the "
               "template set, with a random relative affine; no pair of the report was trained on, but the models "
               "have seen fsaverage's and MNI152's anatomy (the fixed image of the headline pair is fsaverage).", ""]
-    lines += C.markdown_table(["model", "arch/preset", "parameters", "steps", "CPU min", "data", "train size",
-                               "val Dice", "val % J<=0"], training_rows(models))
+    lines += C.markdown_table(["model", "arch/preset", "parameters", "budget (CPU min)", "best step",
+                               "CPU min at best", "data", "train size", "val Dice", "val % J<=0"], training_rows(models))
     lines += ["", "```", *[train_command(m["ckpt"]) for m in models.values()], "```", "",
               "![training curves](benchmarks/training_curves.png)"]
     colin_rows = {res: only(rows, colin) for res, rows in real.items()}
@@ -637,8 +635,9 @@ def write_model_card(info, head, real, drops, latency, synth, targets, threads) 
              "two different brains was trained on; the fixed image of the evaluation pairs (fsaverage) is one of "
              "the two prior subjects. "
              f"Training size {'x'.join(map(str, tc['train_res']))} (2 mm), batch {tc['batch_size']}, Adam lr "
-             f"{tc['lr']}, loss {tc['loss']} + {tc['reg_weight']} x diffusion, {ck['step']} steps, "
-             f"{ck.get('train_seconds', 0) / 60:.0f} CPU minutes (1 thread). Command:", "",
+             f"{tc['lr']}, loss {tc['loss']} + {tc['reg_weight']} x diffusion; a run of {tc['time_budget_min']:g} CPU "
+             f"minutes on one thread, of which this is the best checkpoint on the synthetic validation split "
+             f"(step {ck['step']}, after {ck.get('train_seconds', 0) / 60:.1f} CPU minutes). Command:", "",
              f"    {train_command(ck)}", "",
              "## Resolution range",
              "Any size that is a multiple of 16 per axis and at least the card's minimum (`model.onnx.json`); "

@@ -65,3 +65,20 @@ def test_export_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="expected 2 spatial sizes"):
         export_onnx(model, tmp_path / "a.onnx", (32, 32, 32))
     assert not (tmp_path / "a.onnx").exists()
+
+
+@pytest.mark.slow
+def test_voxelmorph_dynamic_onnx_serves_multiples_of_its_levels(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("voxelmorph", preset="3d-cpu").eval()
+    assert model.size_multiple() == model.min_spatial_size()[0] == 8
+    path = export_onnx(model, tmp_path / "vxm.onnx", (32, 48, 32), dynamic=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    for spatial in [(24, 40, 16), (40, 32, 56)]:
+        moving, fixed = (rng.random((1, 1, *spatial), dtype=np.float32) for _ in range(2))
+        with torch.no_grad():
+            expected = model(torch.from_numpy(moving), torch.from_numpy(fixed)).numpy()
+        (got,) = session.run(None, {"moving": moving, "fixed": fixed})
+        assert got.shape == expected.shape == (1, 3, *spatial)
+        assert np.abs(ddf_norm_to_vox(got - expected, spatial)).max() <= VOXEL_ATOL
