@@ -658,8 +658,13 @@ def write_model_card(info, head, real, drops, latency, synth, targets, threads) 
     lines.append(f"- Synthetic held-out pairs at 160x192x224: Dice {_f(d_syn)}, end-point error "
                  f"{_f(_stats(synth, label, 'epe_fg_mm')[0], 3)} mm in the brain.")
     lines += ["- Targets: " + "; ".join(f"{t}: {m} ({'met' if ok else 'not met'})" for t, m, ok in targets), "",
-              "## Limitations",
-              "- Not diffeomorphic: the displacement is predicted directly (as in the paper); check the folding "
+              "## Limitations"]
+    d_none = _stats(head, CLASSICAL["none"], None, SUBCORTICAL)[0]
+    if d2 < d_none:
+        lines.append(f"- On Colin27 -> fsaverage it is worse than no registration ({_f(d2)} vs {_f(d_none)} mean Dice): "
+                     "too little training for real anatomy it has not seen (Colin27). Do not rely on it for real data "
+                     "before retraining; pre-align with an affine registration at least.")
+    lines += ["- Not diffeomorphic: the displacement is predicted directly (as in the paper); check the folding "
               "percentage (reported by `fnoreg-register`) before using the warp.",
               "- Trained briefly on two template subjects' anatomy on a CPU; real-data accuracy is below dipy SyN "
               "where the table says so. Retrain on your data (`fnoreg-train --data oasis:...` or `pairs:CSV`).",
