@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RegistrationNet"]
+__all__ = ["RegistrationNet", "pad_to_multiple", "crop_to"]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad the spatial axes of ``x`` (B, C, *spatial) at their far ends to multiples of ``multiple``."""
+    pads: list = []
+    for n in reversed(x.shape[2:]):
+        pads += [0, (-n) % multiple]
+    return F.pad(x, pads)
+
+
+def crop_to(y: torch.Tensor, spatial) -> torch.Tensor:
+    """``y`` (B, C, *padded) cropped back to its first ``spatial`` voxels per axis (inverse of :func:`pad_to_multiple`)."""
+    return y[(slice(None), slice(None)) + tuple(slice(0, n) for n in spatial)]
 
 
 class RegistrationNet(nn.Module):

@@ -33,11 +33,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..layers.band_limit import band_limited_upsample
-from .base import RegistrationNet
+from .base import RegistrationNet, crop_to, pad_to_multiple
 from .registry import register_model
 
 __all__ = ["FourierNetConfig", "FourierNet", "FOURIER_NET_PRESETS"]
@@ -156,10 +155,7 @@ class FourierNet(RegistrationNet):
         self.check_inputs(moving, fixed)
         x = torch.cat([moving, fixed], dim=1)
         spatial = x.shape[2:]
-        pads = []
-        for n in reversed(spatial):
-            pads += [0, (-n) % _MULTIPLE]
-        x = F.pad(x, pads)
+        x = pad_to_multiple(x, _MULTIPLE)
         small = self.band_field(x) * self.gain
         ddf = band_limited_upsample(small, tuple(x.shape[2:]))
-        return ddf[(slice(None), slice(None)) + tuple(slice(0, n) for n in spatial)]
+        return crop_to(ddf, spatial)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.swin import SwinEncoder
-from .base import RegistrationNet
+from .base import RegistrationNet, crop_to, pad_to_multiple
 from .registry import register_model
 
 __all__ = ["TransMorphConfig", "TransMorph", "TRANSMORPH_PRESETS"]
@@ -159,10 +159,7 @@ class TransMorph(RegistrationNet):
         self.check_inputs(moving, fixed)
         x = torch.cat([moving, fixed], dim=1)
         spatial = x.shape[2:]
-        pads = []
-        for n in reversed(spatial):
-            pads += [0, (-n) % self.multiple]
-        x = F.pad(x, pads)
+        x = pad_to_multiple(x, self.multiple)
         f_full = self.skip_full(x)
         f_half = self.skip_half(self.pool(x))
         f4, f8, f16, f32 = self.encoder(x)
@@ -172,4 +169,4 @@ class TransMorph(RegistrationNet):
         y = self.up3(y, f_half)
         y = self.up4(y, f_full)
         ddf = self.reg_head(y)
-        return ddf[(slice(None), slice(None)) + tuple(slice(0, n) for n in spatial)]
+        return crop_to(ddf, spatial)

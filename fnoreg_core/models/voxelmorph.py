@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from monai.networks.nets import VoxelMorphUNet
 
-from .base import RegistrationNet
+from .base import RegistrationNet, crop_to, pad_to_multiple
 from .registry import register_model
 
 __all__ = ["VoxelMorphConfig", "VoxelMorph"]
@@ -68,8 +67,5 @@ class VoxelMorph(RegistrationNet):
         self.check_inputs(moving, fixed)
         x = torch.cat([moving, fixed], dim=1)
         spatial = x.shape[2:]
-        pads = []
-        for n in reversed(spatial):
-            pads += [0, (-n) % self.multiple]
-        y = self.net(F.pad(x, pads))
-        return y[(slice(None), slice(None)) + tuple(slice(0, n) for n in spatial)]
+        y = self.net(pad_to_multiple(x, self.multiple))
+        return crop_to(y, spatial)
