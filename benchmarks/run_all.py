@@ -132,14 +132,9 @@ def learned_models(names) -> dict[str, dict]:
 
 
 def methods_for(models: dict, threads: int, grid_affine, classical=("none", "affine", "syn")) -> dict:
-    from fnoreg_core.evaluate import dipy_predictor, onnx_predictor
+    from fnoreg_core.evaluate import baseline_predictor, onnx_predictor
 
-    methods = {}
-    for kind in classical:
-        if kind == "none":
-            methods[CLASSICAL[kind]] = lambda m, f: np.zeros((m.ndim, *m.shape), np.float32)
-        else:
-            methods[CLASSICAL[kind]] = dipy_predictor(kind, grid_affine)
+    methods = {CLASSICAL[kind]: baseline_predictor(kind, grid_affine) for kind in classical}
     for name, info in models.items():
         methods[info["label"]] = onnx_predictor(info["onnx"], threads)[0]
     return methods

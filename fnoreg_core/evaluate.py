@@ -30,7 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["evaluate", "main", "BASELINES", "summarise", "markdown_table", "EvalError", "end_point_error"]
+__all__ = ["evaluate", "main", "BASELINES", "summarise", "markdown_table", "EvalError", "end_point_error",
+           "baseline_predictor"]
 
 BASELINES = ("none", "affine", "syn")
 
@@ -142,6 +143,13 @@ def dipy_predictor(kind: str, affine: np.ndarray | None = None) -> Predictor:
         return _coordinate_map(lambda img: mapping.transform(img, interpolation="linear"), fixed.shape)
 
     return predict
+
+
+def baseline_predictor(kind: str, affine: np.ndarray | None = None) -> Predictor:
+    """A classical method of :data:`BASELINES`: ``none`` (zero displacement) or dipy ``affine`` / ``syn``."""
+    if kind == "none":
+        return lambda moving, fixed: np.zeros((moving.ndim, *moving.shape), np.float32)
+    return dipy_predictor(kind, affine)
 
 
 # -- evaluation --------------------------------------------------------------------------------
@@ -299,8 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in [b for b in args.baselines.split(",") if b]:
             if name not in BASELINES:
                 raise EvalError(f"unknown baseline {name!r}, expected some of {BASELINES}")
-            methods[name] = ((lambda m, f: np.zeros((m.ndim, *m.shape), np.float32)) if name == "none"
-                             else dipy_predictor(name, _grid_affine(source)))
+            methods[name] = baseline_predictor(name, _grid_affine(source))
         if not methods:
             raise EvalError("nothing to evaluate: give a model and/or --baselines")
         if not source.has_labels:
