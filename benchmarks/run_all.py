@@ -145,7 +145,7 @@ class _Subset:
 
     def __init__(self, source, names):
         self.source = source
-        all_names = [source[i]["name"] for i in range(len(source))]
+        all_names = [source.pair_name(i) for i in range(len(source))]
         self.index = [i for i, n in enumerate(all_names) if not names or n in names]
         self.names = [all_names[i] for i in self.index]
         self.voxel_size_mm, self.dims, self.shape = source.voxel_size_mm, source.dims, source.shape

@@ -389,6 +389,11 @@ class TemplatePairs(PairSource):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def pair_name(self, index: int) -> str:
+        """``"moving->fixed"``, the ``name`` of sample ``index`` (no file read)."""
+        moving, fixed = self.pairs[index]
+        return f"{moving}->{fixed}"
+
     def load_subject(self, subject: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(image float32 [0, 1], labels int16, 4x4 affine) of one subject."""
         import nibabel as nib
@@ -403,7 +408,7 @@ class TemplatePairs(PairSource):
         m_img, m_lab, _ = self.load_subject(moving)
         f_img, f_lab, _ = self.load_subject(fixed)
         return {"moving": m_img[None], "fixed": f_img[None], "moving_labels": m_lab[None],
-                "fixed_labels": f_lab[None], "name": f"{moving}->{fixed}"}
+                "fixed_labels": f_lab[None], "name": self.pair_name(index)}
 
     def resized(self, shape) -> PairSource:
         """The 2 mm set when ``shape`` is its grid (exact resampling from the sources), else resampled."""
