@@ -9,6 +9,8 @@
                    random relative affine (:data:`BRAIN_AFFINE`)
 ``synth:brains+real[:DIR]``  the same, and half of the pairs deform the real fsaverage / MNI152
                    images instead of synthesising intensities from their labels
+``synth:mix[:DIR]``  half the pairs from random shapes, half from ``synth:brains+real`` (both with
+                   the relative affine), interleaved by index (:class:`.mix.MixedPairs`)
 ``templates[:DIR]``  the offline real-brain set built by ``fnoreg-data templates`` (:mod:`.templates`)
 ``oasis:PATH``     OASIS-1, neurite-oasis / Learn2Reg layout, the paper's splits (:mod:`.oasis`)
 ``pairs:CSV``      a user's own NIfTI pairs listed in a CSV (:mod:`.pairs`)
@@ -37,7 +39,7 @@ class DataSpecError(ValueError):
 
 
 def open_source(spec: str, dims: int, split: str = "train", shape: Sequence[int] | None = None,
-                seed: int = 0) -> PairSource:
+                seed: int = 0, synth_options: dict | None = None) -> PairSource:
     """Open the pair source named by ``spec`` (see the module docstring).
 
     Parameters
@@ -47,6 +49,8 @@ def open_source(spec: str, dims: int, split: str = "train", shape: Sequence[int]
     shape : spatial size of the returned samples (resampled if the source differs); required for
         ``synth``, optional otherwise
     seed : random seed (synthetic data)
+    synth_options : keyword arguments of :class:`~fnoreg_core.data.synth.SynthPairs` for ``synth``
+        specs (e.g. ``{"contrast": "random", "deform_std": 0.03}``); they override the spec's defaults
 
     Raises
     ------
@@ -64,20 +68,25 @@ def open_source(spec: str, dims: int, split: str = "train", shape: Sequence[int]
         if shape is None:
             raise DataSpecError("synthetic data needs a size (e.g. --res 80x96x112)")
         offsets = {"train": 0, "val": 1_000_003, "test": 2_000_003}
-        options: dict = {}
-        if arg:
-            prior_kind, _, prior_root = arg.partition(":")
-            if prior_kind not in ("brains", "brains+real"):
-                raise DataSpecError(f"unknown synthetic prior {arg!r}; expected synth, synth:brains[:DIR] or "
-                                    "synth:brains+real[:DIR]")
-            from fnoreg_core.data.templates import HARMONISED_LABELS, prior_volumes
+        n_pairs = {"train": 10_000, "val": 16, "test": 32}[split]
+        user = dict(synth_options or {})
+        try:
+            if arg.partition(":")[0] == "mix":  # half random shapes, half brains (+ their real images)
+                from fnoreg_core.data.mix import MixedPairs
 
-            images, priors = prior_volumes(prior_root or None, dims)
-            options = dict(label_maps=priors, label_names=dict(HARMONISED_LABELS), **BRAIN_AFFINE)
-            if prior_kind == "brains+real":
-                options.update(images=images, real_fraction=0.5)
-        source: PairSource = SynthPairs(tuple(shape), n_pairs={"train": 10_000, "val": 16, "test": 32}[split],
-                                        seed=seed + offsets[split], **options)
+                root = arg.partition(":")[2] or None
+                shapes = SynthPairs(tuple(shape), n_pairs=n_pairs, seed=seed + offsets[split],
+                                    **{**BRAIN_AFFINE, **user})
+                brains = SynthPairs(tuple(shape), n_pairs=n_pairs, seed=seed + offsets[split] + 7,
+                                    **{**_brain_options(root, dims, real=True), **user})
+                source = MixedPairs([shapes, brains])
+            else:
+                options = _brain_options(arg, dims) if arg else {}
+                source = SynthPairs(tuple(shape), n_pairs=n_pairs, seed=seed + offsets[split], **{**options, **user})
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, DataSpecError):
+                raise
+            raise DataSpecError(f"bad synthetic data option: {exc}") from None
     elif kind == "templates":
         from fnoreg_core.data.templates import TemplatePairs
 
@@ -101,3 +110,23 @@ def open_source(spec: str, dims: int, split: str = "train", shape: Sequence[int]
     if shape is not None:
         source = source.resized(shape)
     return source
+
+
+def _brain_options(arg: str | None, dims: int, real: bool | None = None) -> dict:
+    """SynthPairs options of ``synth:brains[+real][:DIR]`` (``arg`` is the part after ``synth:``;
+    with ``real`` given, ``arg`` is the template folder or None)."""
+    prior_kind, _, prior_root = (arg or "").partition(":")
+    if real is None:
+        if prior_kind not in ("brains", "brains+real"):
+            raise DataSpecError(f"unknown synthetic prior {arg!r}; expected synth, synth:brains[:DIR], "
+                                "synth:brains+real[:DIR] or synth:mix[:DIR]")
+        real = prior_kind == "brains+real"
+    else:
+        prior_root = arg or ""
+    from fnoreg_core.data.templates import HARMONISED_LABELS, prior_volumes
+
+    images, priors = prior_volumes(prior_root or None, dims)
+    options = dict(label_maps=priors, label_names=dict(HARMONISED_LABELS), **BRAIN_AFFINE)
+    if real:
+        options.update(images=images, real_fraction=0.5)
+    return options
