@@ -65,7 +65,11 @@ class TrainConfig:
     loss: str = "mse"
     reg_weight: float = 0.01
     dice_weight: float = 0.0
+    field_weight: float = 0.0
     lr: float = 1e-4
+    lr_schedule: str = "constant"
+    amp: str = "none"
+    synth_options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 1
     steps: int = 1000
     time_budget_min: float | None = None
@@ -95,6 +99,12 @@ class TrainConfig:
         for key in ("steps", "batch_size", "val_every", "val_pairs"):
             if getattr(self, key) < 1:
                 raise TrainError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise TrainError(f"unknown lr schedule {self.lr_schedule!r}, expected constant or cosine")
+        if self.amp not in ("none", "bf16"):
+            raise TrainError(f"unknown amp mode {self.amp!r}, expected none or bf16")
+        if self.field_weight < 0:
+            raise TrainError("field_weight must be >= 0")
         if self.budget_clock not in ("wall", "cpu"):
             raise TrainError(f"unknown budget clock {self.budget_clock!r}, expected wall or cpu")
         if self.time_budget_min is not None and self.time_budget_min <= 0:
@@ -135,10 +145,12 @@ def open_sources(cfg: TrainConfig, dims: int):
         train_res = train_res or DEFAULT_RES[dims]
         val_res = val_res or train_res
     try:
-        train_src = open_source(cfg.data, dims, "train", shape=train_res, seed=cfg.seed)
+        train_src = open_source(cfg.data, dims, "train", shape=train_res, seed=cfg.seed,
+                                synth_options=cfg.synth_options)
         val_spec = cfg.val_data or cfg.data
         val_src = open_source(val_spec, dims, "val", shape=val_res or (None if not val_spec.startswith("synth")
-                                                                       else train_src.shape), seed=cfg.seed)
+                                                                       else train_src.shape), seed=cfg.seed,
+                              synth_options=cfg.synth_options if val_spec == cfg.data else None)
     except (DataSpecError, FileNotFoundError) as exc:
         raise TrainError(str(exc)) from None
     return train_src, val_src
@@ -152,7 +164,8 @@ def _one_hot(labels, n_classes: int):
 
 
 class Objective:
-    """similarity + reg_weight * diffusion (+ dice_weight * soft Dice). Returns (loss, parts)."""
+    """similarity + reg_weight * diffusion (+ dice_weight * soft Dice) (+ field_weight * end-point
+    error against the known field, in voxels of the training grid). Returns (loss, parts)."""
 
     def __init__(self, cfg: TrainConfig, n_classes: int = 0) -> None:
         from fnoreg_core.losses import DiffusionLoss, LocalNCCLoss, MSELoss, SoftDiceLoss
@@ -163,6 +176,8 @@ class Objective:
         self.cfg, self.n_classes = cfg, n_classes
 
     def __call__(self, ddf_norm, batch):
+        import torch
+
         from fnoreg_core.layers.spatial_transformer import warp
 
         moved = warp(batch["moving"], ddf_norm)
@@ -175,6 +190,13 @@ class Objective:
             d = self.dice(warped, _one_hot(batch["fixed_labels"], self.n_classes))
             loss = loss + self.cfg.dice_weight * d
             parts["soft_dice_loss"] = float(d.detach())
+        if self.cfg.field_weight > 0 and "ddf_vox" in batch:
+            from fnoreg_core.fields import ddf_norm_to_vox
+
+            diff = ddf_norm_to_vox(ddf_norm, ddf_norm.shape[2:]) - batch["ddf_vox"]
+            epe = torch.sqrt((diff * diff).sum(1) + 1e-6).mean()
+            loss = loss + self.cfg.field_weight * epe
+            parts["epe_vox"] = float(epe.detach())
         parts["loss"] = float(loss.detach())
         return loss, parts
 
@@ -248,6 +270,15 @@ class _Logger:
             self.tb.close()
 
 
+def learning_rate(cfg: TrainConfig, progress: float) -> float:
+    """Adam's rate at ``progress`` in [0, 1] of the run (time budget, else steps): constant, or a
+    cosine from ``lr`` down to ``lr / 10``."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    progress = min(max(progress, 0.0), 1.0)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 def _resolve_device(name: str):
     import torch
 
@@ -266,8 +297,13 @@ def _distributed() -> tuple[int, int, int]:
 
 # -- the loop --------------------------------------------------------------------------------------
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) training; return the final metrics. Raises :class:`TrainError` on bad input."""
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
+          session_minutes: float | None = None) -> dict[str, Any]:
+    """Run (or resume) training; return the final metrics. Raises :class:`TrainError` on bad input.
+
+    ``session_minutes`` stops this session (validate, save) after that much wall time, whatever the
+    run's budget: for leases such as a GPU machine lent for a few minutes; resume later.
+    """
     import numpy as np
     import torch
     import torch.distributed as dist
@@ -344,7 +380,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    dataset = TorchPairs(train_src)
+    if cfg.field_weight > 0 and not cfg.data.startswith("synth"):
+        raise TrainError("--field-weight needs pairs with known deformations (--data synth...)")
+    dataset = TorchPairs(train_src, true_field=cfg.field_weight > 0)
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     if world > 1:
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
@@ -352,14 +390,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     else:
         sampler = RandomSampler(dataset, replacement=True, num_samples=10**9, generator=gen)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                        drop_last=True, persistent_workers=cfg.workers > 0)
+                        drop_last=True, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     objective = Objective(cfg, n_classes)
     logger = _Logger(out, main_rank)
 
     def save(path: Path, metrics: dict[str, float]) -> None:
         save_checkpoint(path, model, step=step, optimizer=optimiser.state_dict(), metrics=metrics,
                         best_val_dice=best_dice, train_seconds=train_seconds, train_config=dataclasses.asdict(cfg),
-                        train_resolution=list(train_src.shape), voxel_size_mm=list(val_src.voxel_size_mm or []),
+                        train_resolution=list(train_src.shape), voxel_size_mm=list(train_src.voxel_size_mm or []),
+                        val_voxel_size_mm=list(val_src.voxel_size_mm or []),
                         intensity_norm=DEFAULT_NORM.to_dict(),
                         name=cfg.name or f"{cfg.model}-{cfg.preset or 'custom'}",
                         label_names={str(k): v for k, v in (val_src.label_names or {}).items()})
@@ -380,6 +419,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     t0 = time.perf_counter()
     epoch_iter = iter(loader)
     out_of_time = False
+    session_end = math.inf if session_minutes is None else time.perf_counter() + 60.0 * session_minutes
     while step < cfg.steps and not out_of_time:
         t_step = clock()
         try:
@@ -389,9 +429,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 sampler.set_epoch(step)
             epoch_iter = iter(loader)
             batch = next(epoch_iter)
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        ddf = net(batch["moving"], batch["fixed"])
-        loss, parts = objective(ddf, batch)
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        progress_frac = train_seconds / budget_s if math.isfinite(budget_s) else step / cfg.steps
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(cfg, progress_frac)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+            ddf = net(batch["moving"], batch["fixed"])
+        loss, parts = objective(ddf.float(), batch)
         if not torch.isfinite(loss):
             raise RuntimeError(f"loss became {float(loss)} at step {step + 1}; lower --lr")
         optimiser.zero_grad(set_to_none=True)
@@ -404,7 +448,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             train_seconds += float(spent)
         else:
             train_seconds += clock() - t_step
-        out_of_time = train_seconds >= budget_s
+        out_of_time = train_seconds >= budget_s or time.perf_counter() >= session_end
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.4g}")
@@ -433,7 +477,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if bar is not None:
         bar.close()
     if out_of_time and main_rank:
-        print(f"time budget of {cfg.time_budget_min} min reached at step {step}")
+        print(f"time budget reached at step {step} ({train_seconds / 60:.1f} min of optimisation in all)")
     logger.close()
     if world > 1:
         dist.barrier()
@@ -460,7 +504,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=("mse", "ncc"))
     p.add_argument("--reg-weight", type=float, help="diffusion weight lambda. Default: 0.01")
     p.add_argument("--dice-weight", type=float, help="soft Dice weight (needs labels). Default: 0")
+    p.add_argument("--field-weight", type=float,
+                   help="weight of the end-point error (voxels) against the known field of synthetic pairs. Default: 0")
     p.add_argument("--lr", type=float, help="Adam learning rate. Default: 1e-4")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                   help="constant, or cosine decay to lr/10 over the time budget (else the steps). Default: constant")
+    p.add_argument("--amp", choices=("none", "bf16"), help="bf16 autocast of the network (CUDA). Default: none")
+    p.add_argument("--synth-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="SynthPairs option for synth data, e.g. contrast=random or deform_std=0.03; repeatable")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--steps", type=int, help="total optimiser steps. Default: 1000")
     p.add_argument("--time-budget-min", type=float,
@@ -477,6 +528,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (checkpoints, metrics.csv, tb/). Default: runs/fnoreg")
     p.add_argument("--name", help="model name for checkpoints and exports")
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt")
+    p.add_argument("--session-minutes", type=float,
+                   help="stop this session (validate, save last.pt) after this many wall minutes; resume later")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -496,7 +549,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise TrainError(f"{args.config} must hold a mapping of TrainConfig keys")
         values.update(loaded)
     for key in ("model", "preset", "dims", "data", "val_data", "train_res", "val_res", "loss", "reg_weight",
-                "dice_weight", "lr", "batch_size", "steps", "time_budget_min", "budget_clock", "val_every", "val_pairs", "workers", "seed", "device",
+                "dice_weight", "field_weight", "lr", "lr_schedule", "amp", "batch_size", "steps", "time_budget_min", "budget_clock", "val_every", "val_pairs", "workers", "seed", "device",
                 "out", "name"):
         v = getattr(args, key)
         if v is not None:
@@ -511,6 +564,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         except json.JSONDecodeError:
             options[key] = raw
     values["model_options"] = options
+    synth = dict(values.get("synth_options") or {})
+    for item in args.synth_option:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise TrainError(f"--synth-option expects KEY=VALUE, got {item!r}")
+        try:
+            synth[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            synth[key] = raw
+    values["synth_options"] = synth
     return TrainConfig.from_dict(values)
 
 
@@ -518,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        result = train(cfg, resume=args.resume, progress=not args.no_progress)
+        if args.session_minutes is not None and args.session_minutes <= 0:
+            raise TrainError("--session-minutes must be > 0")
+        result = train(cfg, resume=args.resume, progress=not args.no_progress, session_minutes=args.session_minutes)
     except TrainError as exc:
         print(f"fnoreg-train: error: {exc}", file=sys.stderr)
         return 2
