@@ -1,0 +1,233 @@
+"""Training-recipe study for the 3-D FNOReg (issue 15): equal CPU budget per recipe, then a measured pick.
+
+Each recipe is one ``fnoreg-train`` run (one thread, ``--time-budget-min B --budget-clock cpu``);
+its ``best.pt`` (best validation Dice on synthetic brain pairs) is then evaluated the way the
+pipeline uses it:
+
+* real template pairs at 2 mm, every ordered pair that shares labels (Colin27 <-> fsaverage, 12
+  subcortical structures; MNI152 <-> fsaverage, GM/WM), after the SimpleITK affine stage
+  (:func:`fnoreg_core.affine.affine_register`): mean Dice affine-only vs affine + network, % J <= 0;
+* synthetic held-out pairs with known fields (``synth:brains`` test split, 2 mm): end-point error of
+  the network vs the unregistered pair, in mm.
+
+Writes ``benchmarks/results/recipe_study.{md,json}``. Example (about 8 CPU-min per recipe)::
+
+    python benchmarks/recipe_study.py --budget-min 8 --jobs 2
+    python benchmarks/recipe_study.py --only ncc_dice --budget-min 1   # one recipe, quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+COMMON = ["--model", "fnoreg", "--preset", "3d-cpu", "--batch-size", "1", "--val-every", "100", "--val-pairs", "4",
+          "--lr-schedule", "cosine"]
+#: name -> (what it tests, fnoreg-train arguments)
+RECIPES: dict[str, tuple[str, list[str]]] = {
+    "mse_4mm": ("old loss (MSE + 0.1 diffusion) on brains+real, at 4 mm",
+                ["--data", "synth:brains+real", "--train-res", "40x48x56", "--loss", "mse", "--reg-weight", "0.1",
+                 "--lr", "5e-4"]),
+    "ncc_dice_4mm": ("local NCC + soft Dice on the labels, brains+real, 4 mm",
+                     ["--data", "synth:brains+real", "--train-res", "40x48x56", "--loss", "ncc", "--reg-weight", "1",
+                      "--dice-weight", "1", "--lr", "1e-3"]),
+    "ncc_dice_field_4mm": ("NCC + Dice + end-point error on the known field (0.05/voxel), 4 mm",
+                           ["--data", "synth:brains+real", "--train-res", "40x48x56", "--loss", "ncc",
+                            "--reg-weight", "1", "--dice-weight", "1", "--field-weight", "0.05", "--lr", "1e-3"]),
+    "ncc_dice_mix_4mm": ("NCC + Dice on a mix of random shapes and brains, contrast randomised, 4 mm",
+                         ["--data", "synth:mix", "--train-res", "40x48x56", "--loss", "ncc", "--reg-weight", "1",
+                          "--dice-weight", "1", "--lr", "1e-3", "--synth-option", "contrast=random"]),
+    "ncc_dice_2mm": ("NCC + Dice, brains+real, at 2 mm (a step costs ~8x)",
+                     ["--data", "synth:brains+real", "--train-res", "80x96x112", "--loss", "ncc", "--reg-weight", "1",
+                      "--dice-weight", "1", "--lr", "1e-3"]),
+    "ncc_dice_wide_4mm": ("NCC + Dice, wider model (hidden 12, 4 layers), 4 mm",
+                          ["--data", "synth:brains+real", "--train-res", "40x48x56", "--loss", "ncc", "--reg-weight",
+                           "1", "--dice-weight", "1", "--lr", "1e-3", "--model-option", "hidden_channels=12"]),
+}
+
+
+def train(name: str, budget_min: float, work: Path) -> Path:
+    out = work / name
+    args = [sys.executable, "-m", "fnoreg_core.train", *COMMON, *RECIPES[name][1], "--time-budget-min", str(budget_min),
+            "--budget-clock", "cpu", "--steps", "1000000", "--out", str(out), "--name", name, "--no-progress"]
+    if (out / "last.pt").exists():
+        args.append("--resume")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", FNOREG_TORCH_THREADS="1")
+    with open(work / f"{name}.log", "a") as log:
+        log.write(" ".join(args) + "\n")
+        log.flush()
+        rc = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+    if rc not in (0, 2):  # 2: already trained to its budget on a re-run
+        raise RuntimeError(f"{name}: fnoreg-train exited {rc}; see {work / name}.log")
+    return out
+
+
+# -- evaluation --------------------------------------------------------------------------------------
+
+def _load_model(ckpt: Path):
+    import torch
+
+    from fnoreg_core.checkpoint import load_checkpoint
+    from fnoreg_core.models import model_from_config
+
+    data = load_checkpoint(ckpt)
+    model = model_from_config(data["config"])
+    model.load_state_dict(data["state_dict"])
+    return model.eval(), data
+
+
+def _resample(volume: np.ndarray, grid_affine: np.ndarray, world_map: np.ndarray, ddf_vox: np.ndarray | None,
+              order: int) -> np.ndarray:
+    """``volume`` (on ``grid_affine``) pulled at world_map(grid(p + ddf(p))); 0 outside."""
+    from scipy.ndimage import map_coordinates
+
+    shape = volume.shape
+    idx = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij"))
+    if ddf_vox is not None:
+        idx = idx + ddf_vox
+    pts = idx.reshape(3, -1).T
+    world = pts @ grid_affine[:3, :3].T + grid_affine[:3, 3]
+    world = world @ world_map[:3, :3].T + world_map[:3, 3]
+    vox = (world - grid_affine[:3, 3]) @ np.linalg.inv(grid_affine[:3, :3]).T
+    return map_coordinates(volume, vox.T, order=order, cval=0.0, mode="constant").reshape(shape)
+
+
+def evaluate(ckpt: Path | None, threads: int = 1) -> dict:
+    """Real pairs after affine (+ network) and synthetic EPE; ``ckpt=None`` gives the affine-only rows."""
+    import torch
+
+    from fnoreg_core.affine import affine_register
+    from fnoreg_core.data import open_source
+    from fnoreg_core.data.templates import TemplatePairs, grid_affine
+    from fnoreg_core.fields import ddf_norm_to_vox
+    from fnoreg_core.metrics import folding_fraction, jacobian_determinant, mean_dice
+
+    torch.set_num_threads(threads)
+    model = _load_model(ckpt)[0] if ckpt is not None else None
+    pairs = TemplatePairs(dims=3, split="test", resolution="2mm")
+    aff = grid_affine("2mm")
+    rows = []
+    for i in range(len(pairs)):
+        s = pairs[i]
+        fixed, moving = s["fixed"][0], s["moving"][0]
+        a = affine_register(fixed, moving, aff, threads=threads)
+        moved = _resample(moving, aff, a.fixed_to_moving_ras, None, 1).astype(np.float32)
+        row = {"pair": pairs.pair_name(i), "affine_applied": a.applied,
+               "dice_none": mean_dice(s["moving_labels"][0], s["fixed_labels"][0]),
+               "dice_affine": mean_dice(_resample(s["moving_labels"][0], aff, a.fixed_to_moving_ras, None, 0),
+                                        s["fixed_labels"][0])}
+        if model is not None:
+            with torch.no_grad():
+                t0 = time.perf_counter()
+                ddf = model(torch.from_numpy(moved[None, None]), torch.from_numpy(fixed[None, None]))[0].numpy()
+                row["net_s"] = time.perf_counter() - t0
+            ddf_vox = ddf_norm_to_vox(ddf, fixed.shape)
+            warped = _resample(s["moving_labels"][0], aff, a.fixed_to_moving_ras, ddf_vox, 0)
+            row["dice_net"] = mean_dice(warped, s["fixed_labels"][0])
+            row["folded_pct"] = folding_fraction(jacobian_determinant(ddf_vox))["nonpositive_pct"]
+        rows.append(row)
+    synth = open_source("synth:brains", 3, "test", shape=(80, 96, 112))
+    epe = []
+    for i in range(8):
+        s = synth.load(i, return_ddf=True)
+        true = s["ddf_vox"]
+        e_none = float(np.sqrt((true ** 2).sum(0)).mean()) * 2.0
+        row = {"pair": s["name"], "epe_none_mm": e_none}
+        if model is not None:
+            with torch.no_grad():
+                ddf = model(torch.from_numpy(s["moving"][None]), torch.from_numpy(s["fixed"][None]))[0].numpy()
+            row["epe_net_mm"] = float(np.sqrt(((ddf_norm_to_vox(ddf, true.shape[1:]) - true) ** 2).sum(0)).mean()) * 2.0
+        epe.append(row)
+    return {"real": rows, "synthetic": epe}
+
+
+def summarise(name: str, ev: dict, run: Path | None) -> dict:
+    real, syn = ev["real"], ev["synthetic"]
+    out = {"recipe": name, "dice_affine": float(np.mean([r["dice_affine"] for r in real])),
+           "epe_none_mm": float(np.mean([r["epe_none_mm"] for r in syn])),
+           "pairs": {r["pair"]: {k: v for k, v in r.items() if k != "pair"} for r in real}}
+    if "dice_net" in real[0]:
+        out.update(dice_net=float(np.mean([r["dice_net"] for r in real])),
+                   min_gain=float(min(r["dice_net"] - r["dice_affine"] for r in real)),
+                   folded_pct=float(np.mean([r["folded_pct"] for r in real])),
+                   epe_net_mm=float(np.mean([r["epe_net_mm"] for r in syn])))
+    if run is not None:
+        from fnoreg_core.checkpoint import load_checkpoint
+
+        ck = load_checkpoint(run / "best.pt")
+        last = load_checkpoint(run / "last.pt")
+        out.update(best_step=int(ck["step"]), steps=int(last["step"]), train_cpu_min=float(last["train_seconds"]) / 60,
+                   val_dice=float(ck["metrics"].get("val_dice", float("nan"))))
+    return out
+
+
+def write(results: list[dict], budget: float, path_md: Path) -> None:
+    lines = [f"# Training-recipe study (issue 15)", "",
+             f"`python benchmarks/recipe_study.py --budget-min {budget:g}` ({time.strftime('%Y-%m-%d %H:%M')}, "
+             f"{os.cpu_count()} cores here, one thread per training, budget {budget:g} CPU-min each; all FNOReg "
+             "3d-cpu, batch 1, Adam with cosine decay). Real pairs: 2 mm template set, SimpleITK affine first. "
+             "Synthetic: 8 held-out `synth:brains` pairs at 2 mm, EPE in mm.", "",
+             "| recipe | what | steps | CPU min | val Dice (synth) | Dice affine | Dice affine+net | worst pair gain | "
+             "% J<=0 | EPE none (mm) | EPE net (mm) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        what = RECIPES.get(r["recipe"], ("",))[0]
+        if "dice_net" not in r:
+            lines.append(f"| {r['recipe']} | {what} | - | - | - | {r['dice_affine']:.4f} | - | - | - | "
+                         f"{r['epe_none_mm']:.2f} | - |")
+            continue
+        lines.append(f"| {r['recipe']} | {what} | {r.get('steps', '-')} | {r.get('train_cpu_min', 0):.1f} | "
+                     f"{r.get('val_dice', float('nan')):.4f} | {r['dice_affine']:.4f} | {r['dice_net']:.4f} | "
+                     f"{r['min_gain']:+.4f} | {r['folded_pct']:.3f} | {r['epe_none_mm']:.2f} | {r['epe_net_mm']:.2f} |")
+    lines += ["", "Per pair (Dice affine -> affine + net):", ""]
+    for r in results:
+        if "dice_net" in r:
+            per = "; ".join(f"{p}: {v['dice_affine']:.3f} -> {v['dice_net']:.3f}" for p, v in r["pairs"].items())
+            lines.append(f"- {r['recipe']}: {per}")
+    lines.append("")
+    lines.append("Commands: " + "; ".join(f"`{k}`: fnoreg-train {' '.join(COMMON + v[1])}" for k, v in RECIPES.items()))
+    path_md.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget-min", type=float, default=8.0, help="CPU minutes of optimisation per recipe")
+    p.add_argument("--jobs", type=int, default=1, help="recipes trained at once (one thread each)")
+    p.add_argument("--only", nargs="*", help=f"recipes to run (default all: {', '.join(RECIPES)})")
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "recipe_study")
+    p.add_argument("--eval-only", action="store_true", help="evaluate the runs already in --work")
+    args = p.parse_args(argv)
+    names = args.only or list(RECIPES)
+    unknown = sorted(set(names) - set(RECIPES))
+    if unknown:
+        print(f"recipe_study: unknown recipes {unknown}; known: {list(RECIPES)}", file=sys.stderr)
+        return 2
+    args.work.mkdir(parents=True, exist_ok=True)
+    if not args.eval_only:
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            list(pool.map(lambda n: train(n, args.budget_min, args.work), names))
+    results = [summarise("affine only", evaluate(None), None)]
+    for name in names:
+        run = args.work / name
+        if (run / "best.pt").exists():
+            results.append(summarise(name, evaluate(run / "best.pt"), run))
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "pairs"}), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "recipe_study.json").write_text(json.dumps(results, indent=1) + "\n")
+    write(results, args.budget_min, RESULTS / "recipe_study.md")
+    print((RESULTS / "recipe_study.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
