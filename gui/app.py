@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBo
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from . import render
-from .model import LABEL_MODES, MODES, OVERLAYS, RASTER_SUFFIXES, ViewerState
+from .state import LABEL_MODES, MODES, OVERLAYS, RASTER_SUFFIXES, ViewerState
 from .pipeline import ModelCache, check_model_fits, save_outputs
 
 __all__ = ["MainWindow", "QtInfoPanel", "build_window", "parse_args", "main", "DEMO_DIR"]

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from . import render
-from .model import MODES, OVERLAYS, ViewerState, Volume
+from .state import MODES, OVERLAYS, ViewerState, Volume
 
 __all__ = ["synthetic_state", "time_frames", "time_qt"]
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .model import ViewerState, Volume
+from .state import ViewerState, Volume
 
 __all__ = ["Cancelled", "ModelCache", "check_model_fits", "register_pair", "save_outputs", "OUTPUT_NAMES"]
 

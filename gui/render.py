@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .model import ViewerState
+from .state import ViewerState
 
 __all__ = ["view_axes", "in_plane_axes", "extract", "frame", "panel_count", "display_to_voxel", "frame_note",
            "label_colours", "colour_bar", "legend", "FOLD_COLOUR", "GRID_COLOUR"]

@@ -9,7 +9,7 @@ pytest.importorskip("pyqtgraph")
 from PySide6.QtCore import QSettings  # noqa: E402
 
 from fnoreg_gui.app import MainWindow, build_window, main  # noqa: E402
-from fnoreg_gui.model import MODES, OVERLAYS  # noqa: E402
+from fnoreg_gui.state import MODES, OVERLAYS  # noqa: E402
 
 
 @pytest.fixture

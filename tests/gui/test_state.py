@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fnoreg_gui import render
-from fnoreg_gui.model import MODES, OVERLAYS, LABEL_MODES, ViewerState, Volume, load_volume
+from fnoreg_gui.state import MODES, OVERLAYS, LABEL_MODES, ViewerState, Volume, load_volume
 from fnoreg_gui.pipeline import Cancelled, register_pair, save_outputs
 
 
@@ -184,7 +184,7 @@ def test_nothing_imports_torch_or_qt_at_import():
     code = ("import sys; sys.modules['torch'] = None\n"
             f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
             "import conftest\n"
-            "import fnoreg_gui.model, fnoreg_gui.render, fnoreg_gui.pipeline\n"
+            "import fnoreg_gui.state, fnoreg_gui.render, fnoreg_gui.pipeline\n"
             "assert 'PySide6' not in sys.modules\n"
             "import fnoreg_gui.app, fnoreg_gui.worker\n"
             "from PySide6.QtWidgets import QApplication\n"
