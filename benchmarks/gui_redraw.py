@@ -9,7 +9,9 @@ Two numbers per (view, mode, overlay):
 plus ``slice change``: one ``state.set_slice`` as a slider or the mouse wheel does it: all three
 views redraw (the crosshair moves in each) and paint.
 
-Run ``python benchmarks/gui_redraw.py`` (or ``python -m fnoreg_gui.benchmark``).
+    python benchmarks/gui_redraw.py [--shape 160 192 224] [--repeats 5] [--no-qt]
+
+(``tests/gui/test_state.py`` imports :func:`synthetic_state` and :func:`time_frames` from here.)
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import time
 
 import numpy as np
 
-from . import render
-from .state import MODES, OVERLAYS, ViewerState, Volume
+from fnoreg_gui import render
+from fnoreg_gui.state import MODES, OVERLAYS, ViewerState, Volume
 
 __all__ = ["synthetic_state", "time_frames", "time_qt"]
 
@@ -79,7 +81,7 @@ def time_qt(state: ViewerState, repeats: int = 5, label_mode: str = "contour") -
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from .app import MainWindow
+    from fnoreg_gui.app import MainWindow
 
     app = QApplication.instance() or QApplication([])
     ini = os.path.join(tempfile.mkdtemp(prefix="fnoreg_bench_"), "settings.ini")

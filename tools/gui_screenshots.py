@@ -1,6 +1,6 @@
 """Screenshots of the real app for the README: the bundled demo pairs registered with the bundled models.
 
-    xvfb-run -s "-screen 0 1600x1000x24" python -m fnoreg_gui.screenshots --out docs/screenshots
+    xvfb-run -s "-screen 0 1600x1000x24" python tools/gui_screenshots.py --out docs/screenshots
 
 (``FNOREG_MODELS=...`` picks another model folder.) Each PNG is the whole main window (``QWidget.grab``),
 after registering in the worker exactly as a user's Register does. Without a display, Qt's
@@ -57,7 +57,7 @@ def _centre_on_labels(state) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fnoreg_gui.screenshots", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python tools/gui_screenshots.py", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/screenshots", help="output folder. Default: docs/screenshots")
     p.add_argument("--size", default="1600x1000", help="window size WxH. Default: 1600x1000")
     p.add_argument("--backend", default="onnxruntime-cpu", help="Default: onnxruntime-cpu")
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from .app import build_window
+    from fnoreg_gui.app import build_window
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

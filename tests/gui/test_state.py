@@ -198,9 +198,10 @@ def test_nothing_imports_torch_or_qt_at_import():
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
-def test_redraw_speed_1mm_shape():
+def test_redraw_speed_1mm_shape(monkeypatch):
     """Composing one 160x192x224 view in any mode and overlay takes < 50 ms (median)."""
-    from fnoreg_gui.benchmark import synthetic_state, time_frames
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from gui_redraw import synthetic_state, time_frames
 
     s = synthetic_state((160, 192, 224))
     worst = max(time_frames(s, repeats=3).values())
