@@ -10,18 +10,38 @@ from __future__ import annotations
 
 import threading
 import traceback
-from typing import Any
 
 from PySide6.QtCore import QThread, Signal
 
+from fnoreg_core.io import ImageError
+from fnoreg_export.model_card import ModelCardError
+from fnoreg_export.runtime import BackendError
+
 from .pipeline import Cancelled, ModelCache, register_pair
 
-__all__ = ["RegisterWorker"]
+__all__ = ["RegisterWorker", "ERROR_TITLES", "error_dialog"]
 
 
 class RegisterWorker(QThread):
-    """Emits ``progress(int, str)``, then exactly one of ``finished_ok(result, moved_labels, seconds)``,
-    ``failed(title, message)`` or ``cancelled()``."""
+    """Registers one pair in a thread.
+
+    Emits ``progress(int, str)``, then exactly one of ``finished_ok(result, moved_labels, seconds)``,
+    ``failed(title, message)`` (see :func:`error_dialog`) or ``cancelled()``.
+
+    Parameters
+    ----------
+    fixed, moving : fnoreg_gui.state.Volume
+        The pair.
+    model_path : str or Path
+        Exported model (.onnx or .engine).
+    backend : str
+        One of ``fnoreg_export.runtime.BACKENDS``.
+    moving_labels : fnoreg_gui.state.Volume, optional
+        Warped with the result when given.
+    cache : fnoreg_gui.pipeline.ModelCache, optional
+        Keeps the loaded model between registrations (a new one when omitted).
+    parent : QObject, optional
+    """
 
     progress = Signal(int, str)
     finished_ok = Signal(object, object, float)
@@ -66,7 +86,7 @@ class RegisterWorker(QThread):
             if self._cancel.is_set():
                 self.cancelled.emit()
                 return
-            self.failed.emit(_title(exc), _message(exc))
+            self.failed.emit(*error_dialog(exc))
             return
         if self._cancel.is_set():
             self.cancelled.emit()
@@ -74,14 +94,35 @@ class RegisterWorker(QThread):
         self.finished_ok.emit(result, moved_labels, seconds)
 
 
-def _title(exc: BaseException) -> str:
-    name = type(exc).__name__
-    return {"ModelCardError": "Cannot use this model", "BackendError": "Backend not available",
-            "ImageError": "Cannot register these images"}.get(name, "Registration failed")
+#: Our errors whose message already says what to do, and the title of their dialog (first match wins).
+ERROR_TITLES: tuple[tuple[type[BaseException], str], ...] = (
+    (ModelCardError, "Cannot use this model"),
+    (BackendError, "Backend not available"),
+    (ImageError, "Cannot register these images"),
+)
 
 
-def _message(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if name in ("ModelCardError", "BackendError", "ImageError", "ValueError"):
-        return str(exc)
-    return f"{name}: {exc}\n\n{traceback.format_exc(limit=3)}"
+def error_dialog(exc: BaseException) -> tuple[str, str]:
+    """Title and message of the dialog shown for a failed registration.
+
+    Dispatches on the exception's class (``isinstance``, so subclasses count, and another library's
+    class that only shares a name does not).
+
+    Parameters
+    ----------
+    exc : BaseException
+        What :func:`fnoreg_gui.pipeline.register_pair` raised.
+
+    Returns
+    -------
+    title : str
+        From :data:`ERROR_TITLES`, else ``"Registration failed"``.
+    message : str
+        ``str(exc)`` for our errors and ``ValueError`` (their messages are written for the user); for
+        anything else the class name, the message and the last frames of the traceback.
+    """
+    title = next((t for cls, t in ERROR_TITLES if isinstance(exc, cls)), "Registration failed")
+    if isinstance(exc, (ValueError, *(cls for cls, _ in ERROR_TITLES))):
+        return title, str(exc)
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=3))
+    return title, f"{type(exc).__name__}: {exc}\n\n{tb}"
