@@ -3,7 +3,7 @@
 Two numbers per (view, mode, overlay):
 
 * ``numpy``: :func:`fnoreg_gui.render.frame` alone (the RGB composition, Qt-free);
-* ``qt``: the real path in the app, offscreen: ``SliceView.redraw()`` (frame + ``ImageItem.setImage``
+* ``qt``: the real path in the app, offscreen: ``QtSliceView.redraw()`` (frame + ``ImageItem.setImage``
   + crosshair) and ``processEvents()`` (pyqtgraph renders and Qt paints the widget);
 
 plus ``slice change``: one ``state.set_slice`` as a slider or the mouse wheel does it: all three
@@ -81,7 +81,7 @@ def time_qt(state: ViewerState, repeats: int = 5, label_mode: str = "contour") -
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from fnoreg_gui.app import MainWindow
+    from fnoreg_gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
     ini = os.path.join(tempfile.mkdtemp(prefix="fnoreg_bench_"), "settings.ini")

@@ -8,7 +8,8 @@ pytest.importorskip("pyqtgraph")
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from fnoreg_gui.app import MainWindow, build_window, main  # noqa: E402
+from fnoreg_gui.app import build_window, main  # noqa: E402
+from fnoreg_gui.main_window import MainWindow  # noqa: E402
 from fnoreg_gui.state import MODES, OVERLAYS  # noqa: E402
 
 
@@ -22,9 +23,9 @@ def win(qtbot, tmp_path):
 
 
 def _register(qtbot, win):
-    assert win.register_btn.isEnabled()
-    win.register_btn.click()
-    assert win.worker is not None and not win.register_btn.isEnabled() and win.cancel_btn.isEnabled()
+    assert win.controls.register_btn.isEnabled()
+    win.controls.register_btn.click()
+    assert win.worker is not None and not win.controls.register_btn.isEnabled() and win.controls.cancel_btn.isEnabled()
     qtbot.waitUntil(lambda: win.worker is None, timeout=120000)
 
 
@@ -32,30 +33,30 @@ def test_demo_2d_register_modes_save(qtbot, win, model2d, tmp_path):
     assert win.open_demo("2d")
     assert len(win.views) == 1 and win.state.shape == (160, 192)
     assert win.set_model(model2d)
-    assert "tiny-fno-2d" in win.card_text.toPlainText()
-    win.backend_combo.setCurrentText("onnxruntime-cpu")
+    assert "tiny-fno-2d" in win.controls.card_text.toPlainText()
+    win.controls.backend_combo.setCurrentText("onnxruntime-cpu")
     _register(qtbot, win)
     assert not win.errors, win.errors
-    assert win.state.result is not None and "folding" in win.metrics_label.text()
+    assert win.state.result is not None and "folding" in win.info.metrics_label.text()
     n = len(win.state.dice_table())
-    assert n >= 5 and win.dice_table.rowCount() == n + 1 and win.dice_table.item(n, 2).text() != ""
+    assert n >= 5 and win.info.dice_table.rowCount() == n + 1 and win.info.dice_table.item(n, 2).text() != ""
     for i, mode in enumerate(MODES):
-        win.mode_combo.setCurrentIndex(i)
+        win.controls.mode_combo.setCurrentIndex(i)
         assert win.state.display.mode == mode
         for j, ov in enumerate(OVERLAYS):
-            win.overlay_combo.setCurrentIndex(j)
+            win.controls.overlay_combo.setCurrentIndex(j)
             assert win.state.display.overlay == ov
             img = win.views[0].image.image
             assert img is not None and img.dtype == np.uint8
             assert img.shape[1] == 160 * (3 if mode == "side_by_side" else 1)
-    win.labels_combo.setCurrentText("contour")
-    win.tile_spin.setValue(5)
-    win.grid_spin.setValue(4)
-    win.alpha_slider.setValue(30)
+    win.controls.labels_combo.setCurrentText("contour")
+    win.controls.tile_spin.setValue(5)
+    win.controls.grid_spin.setValue(4)
+    win.controls.alpha_slider.setValue(30)
     assert win.state.display.checker_tile == 5 and win.state.display.alpha == pytest.approx(0.3)
-    win.auto_window.setChecked(False)
-    win.win_lo.setValue(0.1)
-    win.win_hi.setValue(0.6)
+    win.controls.auto_window.setChecked(False)
+    win.controls.win_lo.setValue(0.1)
+    win.controls.win_hi.setValue(0.6)
     assert win.state.display.window == pytest.approx((0.1, 0.6))
     out = tmp_path / "out"
     written = win.save_to(out)
@@ -83,8 +84,8 @@ def test_startup_registers_demo_3d_with_bundled_model(qtbot, tmp_path, monkeypat
     assert win.view_grid.itemAtPosition(1, 1).widget() is win.info     # the fourth quadrant
     qtbot.waitUntil(lambda: win.state.result is not None and win.worker is None, timeout=120000)
     assert not win.errors, win.errors
-    assert "registered in" in win.metrics_label.text() and "folding" in win.metrics_label.text()
-    assert win.dice_table.rowCount() == 13 and "Thalamus" in win.dice_table.item(0, 0).text()
+    assert "registered in" in win.info.metrics_label.text() and "folding" in win.info.metrics_label.text()
+    assert win.info.dice_table.rowCount() == 13 and "Thalamus" in win.info.dice_table.item(0, 0).text()
     sag, cor, ax = win.views
     ax.slider.setValue(10)
     assert win.state.slices[2] == 10
@@ -94,9 +95,9 @@ def test_startup_registers_demo_3d_with_bundled_model(qtbot, tmp_path, monkeypat
     assert win.state.slices == [5, 96 - 1 - 3, 10]
     assert cor.slider.value() == 92               # the coronal slider follows the crosshair
     for i in range(len(MODES)):
-        win.mode_combo.setCurrentIndex(i)
+        win.controls.mode_combo.setCurrentIndex(i)
         for j in range(len(OVERLAYS)):
-            win.overlay_combo.setCurrentIndex(j)
+            win.controls.overlay_combo.setCurrentIndex(j)
             assert win.info.legend_box.isVisible() or win.state.display.mode == "side_by_side"
     assert max(v.last_redraw_ms for v in win.views) < 500
 
@@ -106,7 +107,7 @@ def test_startup_without_bundled_model_says_how_to_choose(qtbot, tmp_path):
     qtbot.wait(50)
     assert win.state.shape == (80, 96, 112) and win.state.model_path is None and win.worker is None
     assert not win.errors                         # not an error dialog: a non-blocking notice
-    assert win.notice_label.isVisible() and "Open model" in win.notice_label.text()
+    assert win.controls.notice_label.isVisible() and "Open model" in win.controls.notice_label.text()
     assert "FNOREG_MODELS" in win.notices[-1]
 
 
@@ -128,14 +129,14 @@ def test_bundled_models_menu_and_combo(qtbot, tmp_path, monkeypatch, bundled_dir
     assert [a.text() for a in win.bundled_menu.actions()] == ["fnoreg2d", "fnoreg3d"]
     win.bundled_menu.actions()[1].trigger()
     assert win.state.model_path == bundled_dir / "fnoreg3d" / "model.onnx"
-    assert win.model_combo.currentText() == "fnoreg3d (bundled)" and "tiny-fno-3d" in win.card_text.toPlainText()
+    assert win.controls.model_combo.currentText() == "fnoreg3d (bundled)" and "tiny-fno-3d" in win.controls.card_text.toPlainText()
     assert win.open_demo("2d")                   # 2-D images: the bundled 2-D model follows
     assert win.state.model_path == bundled_dir / "fnoreg2d" / "model.onnx"
-    win.model_combo.setCurrentIndex(1)
-    win.model_combo.activated.emit(1)
+    win.controls.model_combo.setCurrentIndex(1)
+    win.controls.model_combo.activated.emit(1)
     assert win.state.card.dims == 3
     assert win.set_model(model2d)                # a model the user opened joins the list and is kept
-    assert win.model_combo.currentText() == model2d.name and win.model_combo.count() == 3
+    assert win.controls.model_combo.currentText() == model2d.name and win.controls.model_combo.count() == 3
     assert win.open_demo("3d_2mm") and win.state.model_path == model2d
 
 
@@ -178,7 +179,7 @@ def test_different_grids_offer_resampling(qtbot, win, demo_dir):
     st = win.state
     assert st.moving.shape == st.fixed.shape == (80, 96, 112) and st.same_grid
     assert st.moving_labels.shape == st.fixed.shape and st.dice_table()[0][1] is not None
-    win.mode_combo.setCurrentIndex(1)             # red-cyan now shows both
+    win.controls.mode_combo.setCurrentIndex(1)             # red-cyan now shows both
     assert win.views[0].image.image[..., 1].any()
     assert not win.errors, win.errors
 
@@ -227,7 +228,7 @@ def test_model_of_wrong_dims_reports(qtbot, win, model3d):
     """The worker checks too (a model chosen while its card could not be read ahead)."""
     assert win.open_demo("2d") and win.set_model(model3d)
     win.state.card = None
-    win.backend_combo.setCurrentText("onnxruntime-cpu")
+    win.controls.backend_combo.setCurrentText("onnxruntime-cpu")
     _register(qtbot, win)
     assert win.state.result is None
     assert "3-D but the images are 2-D" in win.errors[-1][1]
@@ -235,11 +236,11 @@ def test_model_of_wrong_dims_reports(qtbot, win, model3d):
 
 def test_cancel_drops_result(qtbot, win, model2d):
     assert win.open_demo("2d") and win.set_model(model2d)
-    win.backend_combo.setCurrentText("onnxruntime-cpu")
+    win.controls.backend_combo.setCurrentText("onnxruntime-cpu")
     win.start_registration()
     win.cancel_registration()
     qtbot.waitUntil(lambda: win.worker is None, timeout=120000)
-    assert win.state.result is None and win.progress_label.text().startswith("cancelled")
+    assert win.state.result is None and win.controls.progress_label.text().startswith("cancelled")
 
 
 def test_drop_and_recent(qtbot, win, demo_dir):
@@ -260,5 +261,5 @@ def test_widgets_follow_state(qtbot, win):
     qtbot.wait(10)
     assert [v.axis for v in win.views] == [None] and win.view_grid.count() == 2   # the view + the info panel
     win.state.set_display(mode="difference", overlay="jacobian", label_mode="fill", checker_tile=7)
-    assert win.mode_combo.currentData() == "difference" and win.overlay_combo.currentData() == "jacobian"
-    assert win.labels_combo.currentText() == "fill" and win.tile_spin.value() == 7
+    assert win.controls.mode_combo.currentData() == "difference" and win.controls.overlay_combo.currentData() == "jacobian"
+    assert win.controls.labels_combo.currentText() == "fill" and win.controls.tile_spin.value() == 7
