@@ -112,3 +112,66 @@ def test_time_budget_stops_saves_and_is_summed_over_resumes(tmp_path, capsys):
                 "--resume") == 0
     resumed = load_checkpoint(run / "last.pt")
     assert resumed["step"] > ckpt["step"] and resumed["train_seconds"] >= 0.6
+
+
+def test_recipe_options_field_loss_cosine_and_synth_option(tmp_path, capsys):
+    """--field-weight logs the end-point error against the known field; options are saved."""
+    assert _run(tmp_path, "--steps", "3", "--val-every", "3", "--field-weight", "0.1", "--loss", "ncc",
+                "--lr-schedule", "cosine", "--synth-option", "contrast=random", "--synth-option", "deform_std=0.03") == 0
+    run = tmp_path / "run"
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    epe = [float(r["value"]) for r in rows if r["metric"] == "train/epe_vox"]
+    assert epe and all(v > 0 for v in epe)
+    cfg = load_checkpoint(run / "last.pt")["train_config"]
+    assert cfg["field_weight"] == 0.1 and cfg["lr_schedule"] == "cosine"
+    assert cfg["synth_options"] == {"contrast": "random", "deform_std": 0.03}
+
+
+def test_learning_rate_schedule():
+    from fnoreg_core.train import TrainConfig, learning_rate
+
+    cfg = TrainConfig(lr=1e-3, lr_schedule="cosine")
+    assert learning_rate(cfg, 0.0) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 0.5) == pytest.approx(0.55e-3)
+    assert learning_rate(cfg, 1.0) == pytest.approx(1e-4)
+    assert learning_rate(TrainConfig(lr=1e-3), 0.7) == 1e-3
+
+
+def test_session_minutes_stops_and_saves(tmp_path, capsys):
+    assert _run(tmp_path, "--steps", "100000", "--val-every", "1000", "--session-minutes", "0.01") == 0
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert 1 <= ckpt["step"] < 100000
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--lr-schedule", "linear"], "invalid choice"),
+    (["--synth-option", "contrast"], "KEY=VALUE"),
+    (["--synth-option", "colour=red"], "bad synthetic data option"),
+    (["--session-minutes", "0"], "session-minutes"),
+])
+def test_recipe_options_bad_input_exits_2(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) if "invalid choice" in message else _nullcontext():
+        code = _run(tmp_path, "--steps", "2", *args)
+        assert code == 2
+    assert message in capsys.readouterr().err
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_mixed_synthetic_source_interleaves_shapes_and_brains(tmp_path):
+    from fnoreg_core.data.mix import MixedPairs
+    from fnoreg_core.data.synth import SynthPairs
+
+    a, b = SynthPairs((24, 32), 3, seed=0), SynthPairs((24, 32), 3, seed=5)
+    mix = MixedPairs([a, b])
+    assert len(mix) == 6 and mix.shape == (24, 32)
+    assert mix[0]["name"] == a[0]["name"] and mix[1]["name"] == b[0]["name"] and mix[5]["name"] == b[2]["name"]
+    assert "ddf_vox" in mix.load(3, return_ddf=True)
+    with pytest.raises(ValueError, match="differ in size"):
+        MixedPairs([a, SynthPairs((16, 16), 2)])
