@@ -6,7 +6,7 @@ moving image there in world space), so the optimisation runs in *scaled index sp
 (index * spacing, identity direction) and the result is turned into a world (RAS mm) matrix.
 
 Why SimpleITK: measured on the 2 mm demo pair (Colin27 -> fsaverage, 2 threads,
-``python benchmarks/affine_choice.py``): moments initialisation + 12-dof affine, correlation
+``python benchmarks/stage_choice.py``): moments initialisation + 12-dof affine, correlation
 metric, shrink 4/2, gives Dice 0.640 in 0.41 s; picsl-greedy's fastest setting of comparable
 accuracy took 0.34 s for 0.623 (NCC 2x2x2, 50x20 at 4x/2x) and 1.5 s for 0.634 (100x50x10); greedy
 is GPL, SimpleITK Apache-2.0 and already what the project's interop tests use.
