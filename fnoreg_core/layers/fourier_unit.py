@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .pointwise import PointwiseConv
+from .precision import float32_under_autocast
 from .dft import DEFAULT_EXPORT_RADIX, irfftn_leading, rfftn_leading
 
 __all__ = ["FourierUnit", "SpectralTransform", "SpectralTransformBlock"]
@@ -72,6 +73,7 @@ class FourierUnit(nn.Module):
         z = self.act(self.bn(self.conv(z.reshape(-1, 2 * self.channels))))
         return z.reshape(list(lead) + [2 * self.channels])
 
+    @float32_under_autocast
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
         if x.dim() != self.spatial_dims + 2 or c != self.channels:

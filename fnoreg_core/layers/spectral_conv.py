@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from .precision import float32_under_autocast
 from .dft import truncated_irdft, truncated_rdft
 
 __all__ = ["SpectralConv", "tucker_ranks", "min_size_for_modes"]
@@ -146,6 +147,7 @@ class SpectralConv(nn.Module):
                     f"{min_size_for_modes(self.n_modes)}"
                 )
 
+    @float32_under_autocast
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, in_channels, *spatial) -> (B, out_channels, *spatial).
 
