@@ -10,22 +10,18 @@ and 3D Slicer read them.
 from __future__ import annotations
 
 import os
-import contextlib
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .geometry import ImageError, check_affine, reorient_to_ras, spacing, squeeze_shape
+from .staging import staged_folder
+
 __all__ = ["ImageError", "LoadedImage", "load_image", "IMAGE_SUFFIXES", "save_image", "save_warp_itk", "load_warp_itk",
            "NIFTI_INTENT_VECTOR", "staged_folder"]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
-
-
-class ImageError(ValueError):
-    """A user's image file cannot be used as given."""
 
 
 @dataclass
@@ -47,7 +43,7 @@ class LoadedImage:
     @property
     def spacing(self) -> tuple[float, ...]:
         """Voxel size in mm per array axis."""
-        return tuple(float(v) for v in np.sqrt((self.affine[:3, : self.data.ndim] ** 2).sum(axis=0)))
+        return spacing(self.affine, self.data.ndim)
 
 
 def load_image(path: str | Path, canonical: bool = True, labels: bool = False,
@@ -82,19 +78,18 @@ def load_image(path: str | Path, canonical: bool = True, labels: bool = False,
         raise ImageError(f"{path} has no spatial affine; expected a NIfTI or MGZ image")
     original_affine = np.asarray(img.affine, dtype=np.float64)
     original_shape = tuple(int(n) for n in img.shape)
-    shape = original_shape
-    while len(shape) > 3 and shape[-1] == 1:  # (X, Y, Z, 1) -> (X, Y, Z)
-        shape = shape[:-1]
+    shape = squeeze_shape(original_shape, 3)  # (X, Y, Z, 1) -> (X, Y, Z)
     if len(shape) > 3:
         raise ImageError(f"{path} is {len(shape)}-D with shape {original_shape}; expected one 2-D or 3-D image "
                          "(extract a single volume first, e.g. with fslroi or nibabel)")
-    if canonical and len(original_shape) >= 3:
-        img = nib.as_closest_canonical(img)
     try:
         data = np.asarray(img.dataobj)
     except Exception as exc:
         raise ImageError(f"{path}: cannot read the voxel data ({type(exc).__name__}: {exc})") from None
     data = data.reshape(data.shape[: len(shape)]) if data.ndim > len(shape) else data
+    affine = original_affine
+    if canonical and data.ndim == 3:
+        data, affine = reorient_to_ras(data, original_affine)
     if data.ndim == 3 and data.shape[2] == 1 and allow_2d:
         data = data[:, :, 0]
     if data.ndim < 2 or (data.ndim == 2 and not allow_2d):
@@ -109,7 +104,7 @@ def load_image(path: str | Path, canonical: bool = True, labels: bool = False,
         data = data.astype(np.float32)
         if not np.all(np.isfinite(data)):
             raise ImageError(f"{path} contains NaN or infinite voxels; replace them (e.g. with 0) and try again")
-    return LoadedImage(data=data, affine=np.asarray(img.affine, dtype=np.float64), path=path,
+    return LoadedImage(data=data, affine=np.asarray(affine, dtype=np.float64), path=path,
                        original_affine=original_affine, original_shape=original_shape)
 
 
@@ -123,14 +118,10 @@ NIFTI_INTENT_VECTOR = 1007
 
 
 def _check_affine(affine: np.ndarray) -> np.ndarray:
-    aff = np.asarray(affine, dtype=np.float64)
-    if aff.shape != (4, 4):
-        raise ValueError(f"expected a 4x4 voxel -> RAS affine, got shape {aff.shape}")
-    if not np.all(np.isfinite(aff)):
-        raise ValueError("expected a finite affine, got NaN or inf")
-    if abs(np.linalg.det(aff[:3, :3])) < 1e-12:
-        raise ValueError(f"expected an invertible affine, got {aff.tolist()}")
-    return aff
+    aff = np.asarray(affine)
+    if aff.shape != (4, 4):  # check_affine also embeds 3x3 2-D affines; a file needs the 4x4
+        raise ImageError(f"expected a 4x4 voxel -> RAS affine, got shape {aff.shape}")
+    return check_affine(aff, "affine", dims=3)
 
 
 def _nifti(data: np.ndarray, affine: np.ndarray):
@@ -184,9 +175,7 @@ def save_image(data: np.ndarray, affine: np.ndarray, path: str | Path, dtype: np
         Not 2-D/3-D data, non-finite floats, a bad affine, or a path that is not NIfTI.
     """
     arr = np.asarray(data)
-    shape = arr.shape
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
+    shape = squeeze_shape(arr.shape, 3)
     if len(shape) not in (2, 3):
         raise ValueError(f"expected a 2-D or 3-D image, got shape {arr.shape}")
     arr = arr.reshape(shape)
@@ -277,29 +266,3 @@ def load_warp_itk(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     else:
         vec = data[:, :, :, 0, :]
     return np.ascontiguousarray(np.moveaxis(vec, -1, 0)), np.asarray(img.affine, dtype=np.float64)
-
-
-@contextlib.contextmanager
-def staged_folder(dest: str | Path):
-    """Build a whole folder elsewhere and put it in place only when complete.
-
-    Yields a temporary folder beside ``dest``; on normal exit it replaces ``dest`` (an existing
-    ``dest`` is moved aside, the new one renamed in, the old one removed); on an exception the
-    temporary folder is removed and ``dest`` is left as it was.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".building.", dir=dest.parent))
-    try:
-        yield tmp
-        if dest.exists():
-            old = dest.with_name(dest.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            dest.rename(old)
-            tmp.rename(dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

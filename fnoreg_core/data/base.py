@@ -21,35 +21,26 @@ import abc
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from scipy import ndimage
+
+from fnoreg_core.geometry import resize
 
 __all__ = ["PairSource", "ResizedPairs", "resize_image", "resize_labels", "check_sample"]
 
 
-def _zoom(arr: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
-    shape = tuple(int(n) for n in shape)
-    if arr.shape == shape:
-        return arr
-    if len(shape) != arr.ndim:
-        raise ValueError(f"expected a {arr.ndim}-D target shape, got {shape}")
-    factors = [n / m for n, m in zip(shape, arr.shape)]
-    # grid_mode=False: the first and last voxel centres stay put (grid_sample align_corners=True),
-    # the convention of fnoreg_core.fields, so normalised displacements transfer between grids.
-    out = ndimage.zoom(arr, factors, order=order, mode="nearest", grid_mode=False)
-    if out.shape != shape:  # zoom rounds; pin the exact shape
-        out = out[tuple(slice(0, n) for n in shape)]
-        out = np.pad(out, [(0, n - m) for n, m in zip(shape, out.shape)], mode="edge")
-    return out
-
-
 def resize_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Linear resize of a spatial array (no channel axis) to ``shape``, corners aligned. float32."""
-    return _zoom(np.asarray(image, dtype=np.float32), shape, order=1).astype(np.float32, copy=False)
+    """Linear resize of a spatial array (no channel axis) to ``shape``, corners aligned. float32.
+
+    :func:`fnoreg_core.geometry.resize` (kept here as the data sources' name for it).
+    """
+    return resize(image, shape, order=1)
 
 
 def resize_labels(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label map to ``shape``, corners aligned. Same dtype."""
-    return _zoom(np.asarray(labels), shape, order=0)
+    """Nearest-neighbour resize of a label map to ``shape``, corners aligned. Same dtype.
+
+    :func:`fnoreg_core.geometry.resize` with ``order=0``.
+    """
+    return resize(labels, shape, order=0)
 
 
 def check_sample(sample: dict[str, Any], dims: int, has_labels: bool) -> None:

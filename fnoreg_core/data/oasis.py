@@ -43,6 +43,7 @@ import numpy as np
 
 from fnoreg_core.data import SPLITS, DataSpecError
 from fnoreg_core.data.base import PairSource
+from fnoreg_core.geometry import spacing, squeeze_shape
 
 __all__ = ["OasisPairs", "oasis_pairs", "split_subjects", "read_subjects", "read_label_table",
            "OASIS_FILES", "OASIS_SPLITS", "N_SUBJECTS"]
@@ -186,13 +187,10 @@ def _header_shape(path: Path, dims: int) -> tuple[tuple[int, ...], tuple[float, 
         img = nib.load(str(path))
     except Exception as exc:
         raise DataSpecError(f"{path} is not a readable NIfTI image ({type(exc).__name__}: {exc})") from None
-    shape = tuple(int(n) for n in img.shape)
-    zooms = tuple(float(z) for z in img.header.get_zooms())
-    while len(shape) > dims and shape[-1] == 1:
-        shape = shape[:-1]
+    shape = squeeze_shape(img.shape, dims)
     if len(shape) != dims:
         raise DataSpecError(f"{path} has shape {tuple(img.shape)}; expected a {dims}-D image for {dims}D OASIS pairs")
-    return shape, zooms[:dims]
+    return shape, spacing(img.affine, dims)
 
 
 class OasisPairs(PairSource):

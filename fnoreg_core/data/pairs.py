@@ -52,7 +52,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from fnoreg_core.data import DataSpecError
-from fnoreg_core.data.base import PairSource, resize_image, resize_labels
+from fnoreg_core.data.base import PairSource
+from fnoreg_core.geometry import affine_nd, ras_orientation, resample_index, spacing, squeeze_shape
 from fnoreg_core.intensity import DEFAULT_NORM, IntensityNorm, normalise
 
 __all__ = ["CsvPairs", "PairRow", "ImageGeometry", "PairGeometry", "to_native", "to_working", "read_pair_csv",
@@ -102,11 +103,11 @@ class ImageGeometry:
     @property
     def working_spacing(self) -> tuple[float, ...]:
         """Working-grid voxel size in mm per array axis."""
-        return _spacing(self.working_affine, self.dims)
+        return spacing(self.working_affine, self.dims)
 
-    def to_native(self, array: np.ndarray, order: int = 1, cval: float = 0.0) -> np.ndarray:
+    def to_native(self, array: np.ndarray, order: int = 1) -> np.ndarray:
         """:func:`to_native` of ``array`` with this geometry."""
-        return to_native(array, self, order=order, cval=cval)
+        return to_native(array, self, order=order)
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,6 @@ class PairGeometry:
 
     moving: ImageGeometry
     fixed: ImageGeometry
-
-
-def _spacing(affine: np.ndarray, dims: int) -> tuple[float, ...]:
-    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :dims] ** 2).sum(axis=0)))
 
 
 def _stem(path: Path) -> str:
@@ -153,9 +150,7 @@ def image_geometry(path: str | Path) -> tuple[np.ndarray, tuple[int, ...], np.nd
     except Exception as exc:
         raise ImageError(f"{path} is not a readable image ({type(exc).__name__}: {exc}); expected NIfTI or MGZ") from None
     native_shape = tuple(int(n) for n in img.shape)
-    shape = native_shape
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
+    shape = squeeze_shape(native_shape, 3)
     if len(shape) > 3:
         raise ImageError(f"{path} is {len(shape)}-D with shape {native_shape}; expected one 2-D or 3-D image "
                          "(extract a single volume first)")
@@ -167,12 +162,8 @@ def image_geometry(path: str | Path) -> tuple[np.ndarray, tuple[int, ...], np.nd
         rest = [i for i in range(3) if i not in big]
         affine = native_affine[:, big + rest[:1] + [3]] if len(shape) == 3 else native_affine.copy()
         return native_affine, native_shape, affine, tuple(shape[i] for i in big)
-    ornt = nib.io_orientation(native_affine)
-    affine = native_affine @ nib.orientations.inv_ornt_aff(ornt, shape)
-    canon = [0, 0, 0]
-    for axis, (out_axis, _) in enumerate(ornt):
-        canon[int(out_axis)] = shape[axis]
-    return native_affine, native_shape, affine, tuple(canon)
+    _, affine, canon = ras_orientation(native_affine, shape)
+    return native_affine, native_shape, affine, canon
 
 
 def _load_array(path: Path, shape: tuple[int, ...], labels: bool) -> np.ndarray:
@@ -185,42 +176,7 @@ def _load_array(path: Path, shape: tuple[int, ...], labels: bool) -> np.ndarray:
     return data.reshape(shape)  # 2-D stored with a middle/first singleton axis
 
 
-def _sub(matrix: np.ndarray, dims: int) -> np.ndarray:
-    """(dims+1)x(dims+1) part of a 4x4 voxel -> voxel map (2-D: the third index is ignored)."""
-    keep = list(range(dims)) + [3]
-    return np.asarray(matrix, dtype=np.float64)[np.ix_(keep, keep)]
-
-
-def _corner_matrix(out_shape: Sequence[int], in_shape: Sequence[int]) -> np.ndarray:
-    """(d+1)x(d+1) map out index -> in index of a corner-aligned resize."""
-    d = len(out_shape)
-    m = np.eye(d + 1)
-    for i, (o, n) in enumerate(zip(out_shape, in_shape)):
-        m[i, i] = (n - 1) / (o - 1) if o > 1 else 0.0
-    return m
-
-
-def _resample(array: np.ndarray, matrix: np.ndarray, out_shape: Sequence[int], order: int,
-              cval: float = 0.0) -> np.ndarray:
-    """Sample ``array`` at ``matrix @ [out_index, 1]`` (``matrix``: (d+1)x(d+1), out -> in index)."""
-    from scipy import ndimage
-
-    out_shape = tuple(int(n) for n in out_shape)
-    d = len(out_shape)
-    if np.allclose(matrix, _corner_matrix(out_shape, array.shape), atol=1e-6, rtol=0):
-        # the same field of view: exactly the corner-aligned resize of fnoreg_core.data.base
-        return resize_labels(array, out_shape) if order == 0 else resize_image(array, out_shape)
-    lin, offset = matrix[:d, :d], matrix[:d, d]
-    if np.allclose(lin, np.diag(np.diag(lin)), atol=1e-9, rtol=0):
-        lin = np.diag(lin).copy()  # axis-aligned: scipy's faster zoom-and-shift path
-    dtype = array.dtype if order == 0 else np.float32
-    # grid-constant: outside the input reads cval, and points a rounding error outside the first or
-    # last voxel centre still get (almost exactly) that voxel's value
-    return ndimage.affine_transform(np.asarray(array, dtype=dtype), lin, offset=offset, output_shape=out_shape,
-                                    order=order, mode="grid-constant", cval=cval, prefilter=False)
-
-
-def to_working(array: np.ndarray, geometry: ImageGeometry, order: int = 1, cval: float = 0.0) -> np.ndarray:
+def to_working(array: np.ndarray, geometry: ImageGeometry, order: int = 1) -> np.ndarray:
     """Resample ``array`` (shape ``geometry.shape``, the image's reoriented grid) onto the working grid.
 
     ``order`` 1 (linear, float32) for images, 0 (nearest, dtype kept) for labels.
@@ -228,11 +184,11 @@ def to_working(array: np.ndarray, geometry: ImageGeometry, order: int = 1, cval:
     array = np.asarray(array)
     if array.shape != tuple(geometry.shape):
         raise ValueError(f"expected an array of shape {geometry.shape}, got {array.shape}")
-    matrix = _sub(np.linalg.inv(geometry.affine) @ geometry.working_affine, geometry.dims)
-    return _resample(array, matrix, geometry.working_shape, order, cval)
+    matrix = affine_nd(np.linalg.inv(geometry.affine) @ geometry.working_affine, geometry.dims)
+    return resample_index(array, matrix, geometry.working_shape, order)
 
 
-def to_native(array: np.ndarray, geometry: ImageGeometry, order: int = 1, cval: float = 0.0) -> np.ndarray:
+def to_native(array: np.ndarray, geometry: ImageGeometry, order: int = 1) -> np.ndarray:
     """Resample ``array`` on the working grid onto the image's native voxel grid (the file as stored).
 
     Parameters
@@ -240,7 +196,6 @@ def to_native(array: np.ndarray, geometry: ImageGeometry, order: int = 1, cval: 
     array : ``(*lead, *geometry.working_shape)``; leading axes (channels) are resampled one by one
     geometry : :meth:`CsvPairs.native_geometry` ``(i).moving`` or ``.fixed``
     order : 1 linear (images, maps; float32), 0 nearest (labels; dtype kept)
-    cval : value of native voxels outside the working grid's field of view
 
     Returns
     -------
@@ -256,10 +211,10 @@ def to_native(array: np.ndarray, geometry: ImageGeometry, order: int = 1, cval: 
     # 2-D: onto the in-plane grid (affine), then the stored singleton axis is put back by reshape
     source_affine, out_shape = (geometry.native_affine, geometry.native_shape) if d == 3 else \
         (geometry.affine, geometry.shape)
-    matrix = _sub(np.linalg.inv(geometry.working_affine) @ source_affine, d)
+    matrix = affine_nd(np.linalg.inv(geometry.working_affine) @ source_affine, d)
     lead = array.shape[: array.ndim - d]
     flat = array.reshape((-1,) + tuple(geometry.working_shape))
-    out = np.stack([_resample(a, matrix, out_shape, order, cval) for a in flat])
+    out = np.stack([resample_index(a, matrix, out_shape, order) for a in flat])
     return out.reshape(lead + tuple(geometry.native_shape))
 
 
@@ -402,7 +357,7 @@ class CsvPairs(PairSource):
         if self.dims == 2 and space == "world":
             for row in self.rows:
                 m_aff, f_aff = headers[row.moving][2], headers[row.fixed][2]
-                lin = _sub(np.linalg.inv(m_aff) @ f_aff, 2)[:2, :2]
+                lin = affine_nd(np.linalg.inv(m_aff) @ f_aff, 2)[:2, :2]
                 if np.linalg.cond(lin) > 1e6:
                     raise DataSpecError(
                         f"{self.csv_path}, line {row.line}: the 2-D images {row.moving} and {row.fixed} lie in "
