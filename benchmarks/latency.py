@@ -140,12 +140,12 @@ def run_runtime(case: dict, out: C.ResultWriter) -> None:
 
     reg = Registrator.load(case["onnx"], backend=case.get("backend", "onnxruntime-cpu"), threads=case["threads"])
     moving, fixed = _inputs(case)
-    res = reg.register(fixed, moving)
+    res = reg.register(fixed=fixed, moving=moving)
     out["parity_vox"] = _parity(case, res.ddf_norm)
     stages = []
 
     def once():
-        stages.append(reg.register(fixed, moving).timings)
+        stages.append(reg.register(fixed=fixed, moving=moving).timings)
 
     out["time"] = C.measure(once, **case["timing"])
     timed = stages[case["timing"]["warmup"]:] or stages
@@ -185,8 +185,8 @@ def run_tensorrt(case: dict, out: C.ResultWriter) -> None:
     card.save(engine.with_name(engine.name + ".json"))
     reg = Registrator.load(engine, backend="tensorrt")
     moving, fixed = _inputs(case)
-    out["parity_vox"] = _parity(case, reg.predict(moving, fixed))
-    out["time"] = C.measure(lambda: reg.predict(moving, fixed), **case["timing"])
+    out["parity_vox"] = _parity(case, reg.predict(moving=moving, fixed=fixed))
+    out["time"] = C.measure(lambda: reg.predict(moving=moving, fixed=fixed), **case["timing"])
 
 
 KINDS = {"export": run_export, "torch": run_torch, "ort": run_ort, "runtime": run_runtime, "trt": run_tensorrt}

@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             return code
     reg = Registrator.load(model, threads=args.threads)
     fixed, moving = nib.load(str(files["fixed"])), nib.load(str(files["moving"]))
-    reg.register(fixed, moving)  # warm-up: session start and caches (not timed below)
-    result = reg.register(fixed, moving)
+    reg.register(fixed=fixed, moving=moving)  # warm-up: session start and caches (not timed below)
+    result = reg.register(fixed=fixed, moving=moving)
     fixed_labels = np.asarray(nib.load(str(files["fixed_labels"])).dataobj).astype(np.int32)
     moving_labels = np.asarray(nib.load(str(files["moving_labels"])).dataobj).astype(np.int32)
     moved_labels = warp_labels(nib.load(str(files["moving_labels"])), result)

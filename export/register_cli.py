@@ -27,13 +27,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
-import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +52,7 @@ fixed affine), jacobian.nii.gz, moved_labels.nii.gz (with --moving-labels), repo
 Exit codes: 0 done, 2 bad input (nothing is written), 1 internal error.
 """
 
+#: Files written per pair (the names of :data:`fnoreg_export.runtime.outputs.OUTPUT_FILES`).
 OUTPUT_FILES = ("moved.nii.gz", "warp.nii.gz", "jacobian.nii.gz", "moved_labels.nii.gz", "report.json")
 
 
@@ -168,6 +165,8 @@ def _precheck(pair: Pair) -> int:
     """Files exist and have the header of a 2-D/3-D image (cheap: no voxel data read); returns the dims."""
     import nibabel as nib
 
+    from fnoreg_core.geometry import squeeze_shape
+
     shapes = {}
     for what, path in (("fixed image", pair.fixed), ("moving image", pair.moving),
                        ("moving labels", pair.moving_labels), ("fixed labels", pair.fixed_labels)):
@@ -181,8 +180,7 @@ def _precheck(pair: Pair) -> int:
 
             raise InputError(f"{what} {path} is not a readable image ({type(exc).__name__}: {exc}); expected "
                              f"NIfTI or MGZ ({', '.join(IMAGE_SUFFIXES)})") from None
-        while len(shape) > 3 and shape[-1] == 1:
-            shape.pop()
+        shape = list(squeeze_shape(shape, 3))
         if len(shape) > 3:
             raise InputError(f"{what} {path} is {len(shape)}-D with shape {tuple(shape)}; expected one 2-D or 3-D "
                              "image (extract a single volume first, e.g. with fslroi or nibabel)")
@@ -195,34 +193,24 @@ def _precheck(pair: Pair) -> int:
 
 
 def _ndim_of(shape: tuple[int, ...]) -> int:
-    shape = list(shape)
-    while len(shape) > 2 and shape[-1] == 1:
-        shape.pop()
-    return len(shape)
+    from fnoreg_core.geometry import squeeze_shape
+
+    return len(squeeze_shape(shape, 2))
 
 
 # ------------------------------------------------------------------------------------------------
 # one pair
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if hasattr(value, "item"):
-        return _jsonable(value.item())
-    return value
-
-
 def register_pair(reg, pair: Pair, out_dir: Path) -> dict[str, Any]:
-    """Register one pair and write its files into ``out_dir`` (which exists). Returns the report."""
-    from fnoreg_core.io import load_image, save_image, save_warp_itk
-    from fnoreg_core.metrics import dice_per_label
+    """Register one pair and write its files into ``out_dir`` (which exists). Returns the report.
 
-    from .runtime import resample_to_fixed, warp_labels
+    Files and report: :mod:`fnoreg_export.runtime.outputs` (the writer the GUI and the demo use).
+    """
+    from fnoreg_core.io import load_image
+
+    from .runtime import warp_labels
+    from .runtime.outputs import dice_report, model_info, write_outputs
 
     t0 = time.perf_counter()
     fixed = load_image(pair.fixed, canonical=False)
@@ -241,7 +229,7 @@ def register_pair(reg, pair: Pair, out_dir: Path) -> dict[str, Any]:
             raise InputError(f"{what} {lab.path} is {lab.data.ndim}-D; expected {reg.dims}-D like the images")
     t_load = time.perf_counter() - t0
 
-    result = reg.register(fixed, moving)
+    result = reg.register(fixed=fixed, moving=moving)
 
     t0 = time.perf_counter()
     dice = None
@@ -249,57 +237,13 @@ def register_pair(reg, pair: Pair, out_dir: Path) -> dict[str, Any]:
     if moving_labels is not None:
         warped = warp_labels(moving_labels, result)
         if fixed_labels is not None:
-            target = resample_to_fixed(fixed_labels, result, labels=True)
-            before = resample_to_fixed(moving_labels, result, labels=True)
-            per = dice_per_label(warped, target)
-            per_before = dice_per_label(before, target)
-            dice = {
-                "mean": float(sum(per.values()) / len(per)) if per else float("nan"),
-                "n_labels": len(per),
-                "per_label": per,
-                "mean_before": float(sum(per_before.values()) / len(per_before)) if per_before else float("nan"),
-                "per_label_before": per_before,
-                "protocol": "labels present in both maps, background (0) excluded; 'before': moving labels "
-                            "resampled onto the fixed grid without deformation",
-            }
-    t_metrics = time.perf_counter() - t0
+            dice = dice_report(result, warped, fixed_labels, moving_labels)
+    t_labels = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    outputs = {}
-    outputs["moved"] = save_image(result.moved, fixed.affine, out_dir / "moved.nii.gz").name
-    outputs["warp"] = save_warp_itk(result.ddf_mm_lps, fixed.affine, out_dir / "warp.nii.gz").name
-    outputs["jacobian"] = save_image(result.jacobian, fixed.affine, out_dir / "jacobian.nii.gz").name
-    if warped is not None:
-        outputs["moved_labels"] = save_image(warped, fixed.affine, out_dir / "moved_labels.nii.gz").name
-    t_write = time.perf_counter() - t0
-
-    summary = result.summary()
-    timings = {"load": t_load, **result.timings, "labels": t_metrics, "write": t_write}
-    timings["total"] = t_load + result.timings["total"] + t_metrics + t_write
-    report = {
-        "name": pair.name,
-        "inputs": {"fixed": str(pair.fixed), "moving": str(pair.moving),
-                   "moving_labels": str(pair.moving_labels) if pair.moving_labels else None,
-                   "fixed_labels": str(pair.fixed_labels) if pair.fixed_labels else None},
-        "model": {"path": str(reg.path), "name": reg.card.name, "version": reg.card.version, "dims": reg.dims,
-                  "backend": reg.backend, "threads": reg.threads},
-        "dice": dice,
-        "jacobian": {"nonpositive_pct": summary["nonpositive_jac_pct"], "negative_pct": summary["negative_jac_pct"],
-                     "sdlogj": summary["sdlogj"], "min": summary["jac_min"], "max": summary["jac_max"],
-                     "mean": summary["jac_mean"]},
-        "displacement_mm": {"mean": summary["displacement_mm_mean"], "max": summary["displacement_mm_max"]},
-        "grid": {k: summary[k] for k in ("fixed_shape", "moving_shape", "fixed_spacing_mm", "network_shape",
-                                         "resampled", "reoriented")},
-        "intensity": summary["intensity"],
-        "timings_s": {k: round(v, 4) for k, v in timings.items()},
-        "outputs": outputs,
-        "warp_convention": "warp.nii.gz: displacement fixed -> moving, 5-D NIfTI (X, Y, Z, 1, 3) [2-D: (X, Y, 1, 1, "
-                           "2)], intent 1007 (vector), LPS millimetres, on the fixed image's grid and affine "
-                           "(ITK/ANTs/SimpleITK/Slicer DisplacementFieldTransform)",
-    }
-    (out_dir / "report.json").write_text(json.dumps(_jsonable(report), indent=2) + "\n")
-    outputs["report"] = "report.json"
-    return report
+    inputs = {"fixed": pair.fixed, "moving": pair.moving, "moving_labels": pair.moving_labels,
+              "fixed_labels": pair.fixed_labels}
+    return write_outputs(out_dir, result, moved_labels=warped, name=pair.name, inputs=inputs, model=model_info(reg),
+                         dice=dice, timings={"load": t_load, **result.timings, "labels": t_labels})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -314,32 +258,6 @@ def _check_output(out: Path, names: list[str], overwrite: bool) -> None:
         if clash:
             raise InputError(f"output folder {out} already holds {', '.join(clash[:3])}"
                              f"{' ...' if len(clash) > 3 else ''}; pass --overwrite or choose another folder")
-
-
-def _staging_dir(out: Path) -> Path:
-    """A temporary folder on OUT's file system: inside OUT when it exists, else in its nearest
-    existing ancestor (so that the final renames are atomic and nothing is created before them)."""
-    anchor = out if out.is_dir() else out.parent
-    while not anchor.exists():
-        anchor = anchor.parent
-    if not os.access(anchor, os.W_OK):
-        raise InputError(f"cannot write below {anchor} (permission denied)")
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.fnoreg-tmp-", dir=anchor))
-
-
-def _commit(staging: Path, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    for entry in list(staging.iterdir()):
-        target = out / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        os.replace(entry, target)
-    staging.rmdir()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -398,7 +316,13 @@ def run(args: argparse.Namespace) -> int:
               f"{f', {args.threads} threads' if args.threads else ''}; {len(pairs)} pair(s) -> {out}",
               file=sys.stderr)
 
-    staging = _staging_dir(out)
+    from fnoreg_core.staging import StagedOutputs
+
+    outputs = StagedOutputs(how="entries")  # each pair folder / file replaces its counterpart; nothing else
+    try:
+        staging = outputs.folder(out)
+    except PermissionError as exc:
+        raise InputError(str(exc)) from None
     try:
         rows = []
         items, mode = _progress(pairs, enabled=batch and not (args.no_progress or args.quiet))
@@ -426,9 +350,9 @@ def run(args: argparse.Namespace) -> int:
                 writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-        _commit(staging, out)
+        outputs.commit()
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        outputs.discard()
         raise
     if not args.quiet:
         for row in rows:

@@ -6,12 +6,13 @@ callable (and tested) without Qt. Nothing imports torch.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from fnoreg_export.runtime.outputs import OUTPUT_FILES
 
 from .state import ViewerState, Volume
 
@@ -22,20 +23,15 @@ class Cancelled(Exception):
     """The user cancelled; raised between stages."""
 
 
-#: File names written by :func:`save_outputs` (key -> name).
-OUTPUT_NAMES = {
-    "moved": "moved.nii.gz",
-    "warp": "warp_itk.nii.gz",
-    "jacobian": "jacobian.nii.gz",
-    "moved_labels": "moved_labels.nii.gz",
-    "report": "report.json",
-}
+#: File names written by :func:`save_outputs` (key -> name): the runtime writer's, as fnoreg-register.
+OUTPUT_NAMES = OUTPUT_FILES
 
 
 def check_model_fits(card: Any, fixed: Volume) -> None:
     """Raise ImageError (saying what to do) unless the model takes images like ``fixed``.
 
-    Checks the dimensionality and the model card's minimum size per axis. Larger sizes and sizes
+    Checks the dimensionality and the model card's minimum size per axis
+    (:func:`fnoreg_export.runtime.check_size`, the rule the runtime enforces). Larger sizes and sizes
     that are not a multiple of ``card.size_multiple`` are fine: the runtime resizes them.
 
     Raises
@@ -48,13 +44,9 @@ def check_model_fits(card: Any, fixed: Volume) -> None:
         raise ImageError(f"the model {card.name} is {card.dims}-D but the images are {fixed.ndim}-D {fixed.shape}; "
                          f"choose a {fixed.ndim}-D model (Model > bundled models, or Open model...) or open "
                          f"{card.dims}-D images")
-    small = [(n, lo) for n, lo in zip(fixed.shape, card.min_size) if n < lo]
-    if small:
-        raise ImageError(f"the images are {'x'.join(map(str, fixed.shape))} voxels, below the minimum of the model "
-                         f"{card.name} ({'x'.join(map(str, card.min_size))}; trained at "
-                         f"{'x'.join(map(str, card.train_resolution))}). Open images with at least that many "
-                         f"voxels per axis (resample them to a finer spacing), or choose a model made for smaller "
-                         f"images")
+    from fnoreg_export.runtime import check_size
+
+    check_size(card, fixed.shape)
 
 
 class ModelCache:
@@ -107,7 +99,8 @@ def register_pair(fixed: Volume, moving: Volume, model_path: str | Path, backend
     check_model_fits(reg.card, fixed)
     progress(20, f"registering on {reg.backend}")
     try:
-        result = reg.register(fixed.data, moving.data, fixed_affine=fixed.affine, moving_affine=moving.affine)
+        result = reg.register(fixed=fixed.data, moving=moving.data, fixed_affine=fixed.affine,
+                              moving_affine=moving.affine)
     except RunInterrupted:
         raise Cancelled("registration cancelled") from None
     check()
@@ -121,51 +114,57 @@ def register_pair(fixed: Volume, moving: Volume, model_path: str | Path, backend
 
 
 def save_outputs(state: ViewerState, folder: str | Path, which: tuple[str, ...] | None = None) -> list[Path]:
-    """Write the result: moved image, ITK displacement field, Jacobian, moved labels, report JSON.
+    """Write the result with the runtime's writer (:func:`fnoreg_export.runtime.outputs.write_outputs`).
 
-    Everything lies on the fixed grid with the fixed affine. ``which`` picks keys of
-    :data:`OUTPUT_NAMES` (default: all that exist). Returns the written paths.
+    The files, their names and report.json's keys are those of ``fnoreg-register``, on the fixed
+    image's own grid as stored in its file (the GUI works on its RAS+ reorientation; the writer maps
+    back). Written to a private staging folder and moved into place when complete. ``which`` picks
+    keys of ``OUTPUT_FILES`` (default: all that exist). Returns the written paths.
 
     Raises
     ------
     ValueError
-        No result yet (press Register first).
+        No result yet (press Register first), or unknown keys in ``which``.
     """
-    from fnoreg_core.io import save_image, save_warp_itk
+    from fnoreg_core.staging import StagedOutputs
+    from fnoreg_export.runtime.outputs import dice_report, model_info, write_outputs
 
     res = state.result
     if res is None:
         raise ValueError("nothing to save yet: press Register first")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    which = tuple(OUTPUT_NAMES) if which is None else which
-    unknown = set(which) - set(OUTPUT_NAMES)
+    which = tuple(OUTPUT_FILES) if which is None else tuple(which)
+    unknown = set(which) - set(OUTPUT_FILES)
     if unknown:
-        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {list(OUTPUT_NAMES)}")
-    aff = state.fixed.affine
-    written: list[Path] = []
-    if "moved" in which:
-        written.append(save_image(res.moved, aff, folder / OUTPUT_NAMES["moved"]))
-    if "warp" in which:
-        written.append(save_warp_itk(res.ddf_mm_lps, aff, folder / OUTPUT_NAMES["warp"]))
-    if "jacobian" in which:
-        written.append(save_image(res.jacobian, aff, folder / OUTPUT_NAMES["jacobian"]))
-    if "moved_labels" in which and state.moved_labels is not None:
-        written.append(save_image(state.moved_labels, aff, folder / OUTPUT_NAMES["moved_labels"]))
-    if "report" in which:
-        path = folder / OUTPUT_NAMES["report"]
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(state.report(), indent=2, default=_json_default))
-        tmp.replace(path)
-        written.append(path)
-    return written
+        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {list(OUTPUT_FILES)}")
+    dice = None
+    if state.moved_labels is not None and state.fixed_labels is not None and state.moving_labels is not None:
+        ml = state.moving_labels
+        dice = dice_report(res, state.moved_labels, state.fixed_labels.data, ml.data,
+                           moving_labels_affine=ml.affine)
+    paths = {k: getattr(getattr(state, k, None), "path", None)
+             for k in ("fixed", "moving", "moving_labels", "fixed_labels")}
+    card = state.card
+    model = model_info(path=state.model_path, card=card, backend=res.backend)
+    with StagedOutputs(how="files") as staged:
+        report = write_outputs(staged.folder(Path(folder)), res, moved_labels=state.moved_labels,
+                               native_grid=_native_grid(state.fixed), which=which,
+                               name=Path(paths["fixed"]).name if paths["fixed"] else "pair", inputs=paths,
+                               model=model, dice=dice)
+    return [Path(folder) / OUTPUT_FILES[k] for k in OUTPUT_FILES if k in report["outputs"]]
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
+def _native_grid(fixed: Volume) -> tuple[tuple[int, ...], np.ndarray] | None:
+    """(shape, affine) of a 3-D fixed image as stored in its NIfTI/MGZ file (header only), else None.
+
+    2-D images (rasters, single-slice NIfTI) are written on the grid they were loaded on.
+    """
+    from fnoreg_core.geometry import squeeze_shape
+    from fnoreg_core.io import IMAGE_SUFFIXES
+
+    path = fixed.path
+    if fixed.ndim != 3 or path is None or not str(path).lower().endswith(IMAGE_SUFFIXES) or not Path(path).is_file():
+        return None
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    return squeeze_shape(img.shape, fixed.ndim), np.asarray(img.affine, dtype=np.float64)

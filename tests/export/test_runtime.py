@@ -63,7 +63,7 @@ TORCH_FREE = textwrap.dedent(
     import fnoreg_export.register_cli
     reg = runtime.Registrator.load({model!r}, threads=1)
     rng = np.random.default_rng(0)
-    res = reg.register(rng.random((48, 64)).astype(np.float32), rng.random((48, 64)).astype(np.float32))
+    res = reg.register(fixed=rng.random((48, 64)).astype(np.float32), moving=rng.random((48, 64)).astype(np.float32))
     assert res.moved.shape == (48, 64) and res.ddf_mm.shape == (2, 48, 64)
     # the CLI too, end to end
     import tempfile, pathlib, nibabel as nib
@@ -92,7 +92,7 @@ def test_runtime_and_cli_run_without_torch(fno2d):
 def test_register_matches_torch_at_accepted_size(fno2d, reg2d):
     model, _ = fno2d
     fixed, moving = pair((48, 64))
-    res = reg2d.register(fixed, moving)
+    res = reg2d.register(fixed=fixed, moving=moving)
     expected = torch_ddf(model, normalise(moving)[0], normalise(fixed)[0])
     assert not res.resampled and res.network_shape == (48, 64)
     assert np.abs(ddf_norm_to_vox(expected, (48, 64))).max() > 0.5, "outputs too small to test parity"
@@ -114,7 +114,7 @@ def test_register_resamples_sizes_the_graph_does_not_take(fno2d, reg2d):
     model, _ = fno2d
     shape = (50, 70)  # not multiples of 16
     fixed, moving = pair(shape, seed=1)
-    res = reg2d.register(fixed, moving)
+    res = reg2d.register(fixed=fixed, moving=moving)
     assert res.resampled and res.network_shape == (48, 64)
     assert res.ddf_norm.shape == (2, *shape) and res.moved.shape == shape and res.jacobian.shape == shape
     run = torch_ddf(model, resize_image(normalise(moving)[0], (48, 64)), resize_image(normalise(fixed)[0], (48, 64)))
@@ -128,8 +128,8 @@ def test_session_reused_and_threads(fno2d, reg2d):
     assert reg2d.session.get_session_options().intra_op_num_threads == 1
     session = reg2d.session
     fixed, moving = pair((48, 64), seed=2)
-    a = reg2d.register(fixed, moving)
-    b = reg2d.register(fixed, moving)
+    a = reg2d.register(fixed=fixed, moving=moving)
+    b = reg2d.register(fixed=fixed, moving=moving)
     assert reg2d.session is session
     np.testing.assert_array_equal(a.ddf_norm, b.ddf_norm)
     assert set(a.timings) >= {"prepare", "inference", "postprocess", "warp", "metrics", "total"}
@@ -147,7 +147,7 @@ def test_static_card_resamples_to_its_size(fno2d, tmp_path):
     card.save(onnx_path.with_name(onnx_path.name + ".json"))
     reg = Registrator.load(onnx_path, threads=1)
     fixed, moving = pair((48, 64), seed=3)
-    res = reg.register(fixed, moving)
+    res = reg.register(fixed=fixed, moving=moving)
     assert res.resampled and res.network_shape == (32, 48) and res.moved.shape == (48, 64)
 
 
@@ -168,12 +168,12 @@ def test_3d_nibabel_reorientation_is_invisible(fno3d):
     shape = (32, 16, 32)
     fixed, moving = pair(shape, seed=4)
     aff = _las(shape)
-    res = reg.register(nib.Nifti1Image(fixed, aff), nib.Nifti1Image(moving, aff))
+    res = reg.register(fixed=nib.Nifti1Image(fixed, aff), moving=nib.Nifti1Image(moving, aff))
     assert res.reoriented and res.moved.shape == shape and res.ddf_mm.shape == (3, *shape)
     np.testing.assert_allclose(res.fixed_affine, aff)
     ras = nib.as_closest_canonical(nib.Nifti1Image(fixed, aff))
     ras_m = nib.as_closest_canonical(nib.Nifti1Image(moving, aff))
-    ref = reg.register(ras, ras_m)
+    ref = reg.register(fixed=ras, moving=ras_m)
     assert not ref.reoriented
     np.testing.assert_allclose(res.ddf_mm[:, ::-1], ref.ddf_mm, atol=1e-5)  # array axis 0 flipped
     np.testing.assert_allclose(res.moved[::-1], ref.moved, rtol=1e-5, atol=1e-4)
@@ -199,7 +199,7 @@ def test_3d_moving_on_another_grid(fno3d):
     moving_aff = np.diag([2.0, 2.0, 2.0, 1.0])
     moving_aff[:3, 3] = [0.5, -1.0, 0.0]
     moving = rng.random((16, 16, 16)).astype(np.float32)
-    res = reg.register(nib.Nifti1Image(fixed, fixed_aff), nib.Nifti1Image(moving, moving_aff))
+    res = reg.register(fixed=nib.Nifti1Image(fixed, fixed_aff), moving=nib.Nifti1Image(moving, moving_aff))
     assert res.moved.shape == shape and res.moving_shape == (16, 16, 16)
     # the moved image samples the ORIGINAL moving image at x + u(x) (world)
     idx = np.array([10, 12, 7])
@@ -245,7 +245,7 @@ def test_interrupt_aborts_the_call_in_flight(fno3d):
     def run():
         t0 = time.perf_counter()
         try:
-            reg.predict(x, x)
+            reg.predict(moving=x, fixed=x)
             outcome["error"] = None
         except RunInterrupted as exc:
             outcome["error"] = exc
@@ -257,7 +257,7 @@ def test_interrupt_aborts_the_call_in_flight(fno3d):
         time.sleep(0.002)
     thread.join(60)
     assert isinstance(outcome["error"], RunInterrupted), outcome
-    assert reg.predict(x[:32, :32, :32], x[:32, :32, :32]).shape == (3, 32, 32, 32)  # the session still works
+    assert reg.predict(moving=x[:32, :32, :32], fixed=x[:32, :32, :32]).shape == (3, 32, 32, 32)  # the session still works
 
 
 # ------------------------------------------------------------------------------------------------ warping
@@ -310,7 +310,7 @@ def test_warp_labels_checks_shape():
 
 def test_registrator_warp_labels_nearest(reg2d):
     fixed, moving = pair((48, 64), seed=7)
-    res = reg2d.register(fixed, moving)
+    res = reg2d.register(fixed=fixed, moving=moving)
     labels = (np.arange(48 * 64).reshape(48, 64) % 13).astype(np.int32)
     warped = reg2d.warp_labels(labels, res)
     assert warped.dtype == np.int32 and warped.shape == (48, 64)
@@ -325,19 +325,19 @@ def test_register_rejects_bad_inputs(reg2d):
     bad = fixed.copy()
     bad[3, 4] = np.nan
     with pytest.raises(ImageError, match="NaN"):
-        reg2d.register(bad, moving)
+        reg2d.register(fixed=bad, moving=moving)
     with pytest.raises(ImageError, match="expected a 2-D fixed image"):
-        reg2d.register(np.zeros((8, 8, 8, 2), np.float32), moving)
+        reg2d.register(fixed=np.zeros((8, 8, 8, 2), np.float32), moving=moving)
     with pytest.raises(ImageError, match="expected a 2-D moving image"):
-        reg2d.register(fixed, np.zeros((48, 64, 5), np.float32))
+        reg2d.register(fixed=fixed, moving=np.zeros((48, 64, 5), np.float32))
     with pytest.raises(ImageError, match="differ in shape"):
-        reg2d.register(fixed, moving[:40])
+        reg2d.register(fixed=fixed, moving=moving[:40])
     with pytest.raises(ImageError, match="at least 2 voxels"):
-        reg2d.register(np.zeros((1, 64), np.float32), np.zeros((1, 64), np.float32))
+        reg2d.register(fixed=np.zeros((1, 64), np.float32), moving=np.zeros((1, 64), np.float32))
     with pytest.raises(TypeError, match="numpy array or a nibabel image"):
-        reg2d.register("fixed.nii.gz", moving)
+        reg2d.register(fixed="fixed.nii.gz", moving=moving)
     with pytest.raises(ValueError, match="does not take size"):
-        reg2d.predict(np.zeros((40, 40), np.float32), np.zeros((40, 40), np.float32))
+        reg2d.predict(moving=np.zeros((40, 40), np.float32), fixed=np.zeros((40, 40), np.float32))
 
 
 def test_load_rejects_non_fnoreg_models(tmp_path, fno2d):
@@ -415,8 +415,8 @@ def test_tensorrt_engine_matches_onnxruntime(fno2d, tmp_path):
     reg = Registrator.load(engine)
     assert reg.backend == "tensorrt"
     fixed, moving = pair((48, 64), seed=8)
-    got = reg.register(fixed, moving)
-    ref = Registrator.load(path, backend="onnxruntime-cpu").register(fixed, moving)
+    got = reg.register(fixed=fixed, moving=moving)
+    ref = Registrator.load(path, backend="onnxruntime-cpu").register(fixed=fixed, moving=moving)
     assert np.abs(got.ddf_vox - ref.ddf_vox).max() <= 1e-3
 
 
@@ -431,7 +431,7 @@ def test_fnoreg_2d_runtime_matches_torch(tmp_path_factory):
     reg = Registrator.load(path, threads=1)
     for shape in [(48, 64), (45, 70)]:
         fixed, moving = pair(shape, seed=9)
-        res = reg.register(fixed, moving)
+        res = reg.register(fixed=fixed, moving=moving)
         run_shape = res.network_shape
         f_n, m_n = normalise(fixed)[0], normalise(moving)[0]
         if res.resampled:

@@ -163,14 +163,19 @@ def test_dice_and_report_and_save(registered2d, tmp_path):
     assert len(rows) >= 5 and all(b is not None and a is not None for _, b, a in rows)
     written = save_outputs(s, tmp_path)
     names = sorted(p.name for p in written)
-    assert names == sorted(["moved.nii.gz", "warp_itk.nii.gz", "jacobian.nii.gz", "moved_labels.nii.gz", "report.json"])
+    assert names == sorted(["moved.nii.gz", "warp.nii.gz", "jacobian.nii.gz", "moved_labels.nii.gz", "report.json"])
     import nibabel as nib
 
-    warp = nib.load(tmp_path / "warp_itk.nii.gz")
+    warp = nib.load(tmp_path / "warp.nii.gz")
     assert warp.shape == (160, 192, 1, 1, 2) and warp.header.get_intent()[0] == "vector"
     assert np.allclose(nib.load(tmp_path / "moved.nii.gz").get_fdata(), s.result.moved, atol=1e-5)
     rep = json.loads((tmp_path / "report.json").read_text())
-    assert set(rep["dice"]) == {str(k) for k, _, _ in rows} and "result" in rep
+    # the report schema of fnoreg-register (fnoreg_export.runtime.outputs): same keys, same Dice protocol
+    from fnoreg_export.runtime.outputs import REPORT_KEYS
+
+    assert tuple(rep) == REPORT_KEYS
+    assert set(rep["dice"]["per_label"]) == {str(k) for k, _, a in rows if a is not None}
+    assert rep["outputs"]["warp"] == "warp.nii.gz" and rep["jacobian"]["nonpositive_pct"] is not None
 
 
 def test_cancel_between_stages(demo_dir, model2d):
