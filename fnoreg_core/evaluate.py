@@ -5,7 +5,8 @@ Examples:
   fnoreg-eval model.onnx --data oasis:/data/neurite-oasis --res 160x192x224 --split test
   fnoreg-eval runs/r3d/best.pt --data pairs:assets/demo/3d_2mm/pairs.csv --baselines none,affine,syn
 
-Methods: the model (a fnoreg-train checkpoint, or an ONNX export run by onnxruntime), and the
+Methods: the model (a fnoreg-train checkpoint; exported models (.onnx / .engine) through the runtime's
+backends when run as ``fnoreg-eval``, see :mod:`fnoreg_export.eval_cli`), and the
 baselines ``none`` (identity), ``affine`` and ``syn`` (dipy: multi-resolution affine by mutual
 information; symmetric diffeomorphic registration with local cross-correlation, as ANTs SyN). dipy
 is the classical baseline because it installs from wheels with numpy/scipy only (``pip install
@@ -68,33 +69,6 @@ def torch_predictor(checkpoint: str | Path, device: str = "cpu") -> tuple[Predic
                      "min_size": model.min_spatial_size()}
 
 
-def onnx_predictor(path: str | Path, threads: int | None = None) -> tuple[Predictor, dict[str, Any]]:
-    """An exported model through onnxruntime (the card says which sizes it takes)."""
-    import onnxruntime as ort
-
-    from fnoreg_core.fields import ddf_norm_to_vox
-    from fnoreg_export.model_card import ModelCardError, read_card
-
-    try:
-        card = read_card(path)
-    except ModelCardError as exc:
-        raise EvalError(str(exc)) from None
-    from fnoreg_export.runtime import ort_session_options
-
-    session = ort.InferenceSession(str(path), ort_session_options(threads), providers=["CPUExecutionProvider"])
-    dtype = np.float16 if card.precision == "fp16" else np.float32
-
-    def predict(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-        if not card.accepts(fixed.shape):
-            raise EvalError(f"{path} does not take size {fixed.shape} (card: min {card.min_size}, max {card.max_size}, "
-                            f"multiple of {card.size_multiple}); evaluate with --res {'x'.join(map(str, card.nearest_accepted(fixed.shape)))}")
-        (ddf,) = session.run(None, {"moving": moving[None, None].astype(dtype), "fixed": fixed[None, None].astype(dtype)})
-        return ddf_norm_to_vox(ddf[0].astype(np.float32), fixed.shape)
-
-    predict.warmup = True
-    return predict, {"dims": card.dims, "name": card.name, "min_size": tuple(card.min_size)}
-
-
 def _coordinate_map(transform: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """ddf_vox of a dipy transform on one grid: transform each coordinate image (exact for linear
     interpolation of a linear function). Voxels mapped from outside the moving image are NaN."""
@@ -155,11 +129,11 @@ def baseline_predictor(kind: str, affine: np.ndarray | None = None) -> Predictor
 # -- evaluation --------------------------------------------------------------------------------
 
 def _warp_nearest(labels: np.ndarray, ddf_vox: np.ndarray) -> np.ndarray:
-    from scipy.ndimage import map_coordinates
+    """Labels at ``x + ddf_vox(x)``, nearest neighbour, 0 outside the image: the rule of the runtime
+    (:func:`fnoreg_core.geometry.warp_vox`), so fnoreg-eval and fnoreg-register score one field alike."""
+    from fnoreg_core.geometry import warp_vox
 
-    grid = np.meshgrid(*[np.arange(n) for n in labels.shape], indexing="ij")
-    coords = np.stack([g + np.nan_to_num(d) for g, d in zip(grid, ddf_vox)])
-    return map_coordinates(labels, coords, order=0, mode="nearest")
+    return warp_vox(labels, ddf_vox, order=0)
 
 
 def evaluate_pair(predict: Predictor, sample: dict[str, Any], spacing) -> dict[str, Any]:
@@ -275,8 +249,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+#: loader(path, threads) -> (predictor, {"dims", "name", "min_size"}) per model file suffix
+Loader = Callable[[Path, "int | None"], "tuple[Predictor, dict[str, Any]]"]
+
+
+def main(argv: list[str] | None = None, loaders: dict[str, Loader] | None = None) -> int:
+    """``fnoreg-eval``. ``loaders`` maps model file suffixes (``".onnx"``) to predictor loaders;
+    checkpoints (any other suffix) load with :func:`torch_predictor`. fnoreg_core does not import
+    fnoreg_export: the ``fnoreg-eval`` command (:mod:`fnoreg_export.eval_cli`) passes the runtime's."""
     args = _parser().parse_args(argv)
+    loaders = loaders or {}
     from fnoreg_core.data import DataSpecError, open_source
     from fnoreg_core.train import TrainError, parse_size
 
@@ -288,12 +270,17 @@ def main(argv: list[str] | None = None) -> int:
             path = Path(args.model)
             if not path.is_file():
                 raise EvalError(f"model {path} does not exist")
-            if args.threads:
-                import torch
+            if path.suffix in loaders:
+                predict, info = loaders[path.suffix](path, args.threads)
+            elif path.suffix in (".onnx", ".engine", ".plan", ".trt"):
+                raise EvalError(f"{path.name} is an exported model; evaluate it with the fnoreg-eval command "
+                                "(python -m fnoreg_export.eval_cli), which runs it through the runtime's backends")
+            else:
+                if args.threads:
+                    import torch
 
-                torch.set_num_threads(args.threads)
-            predict, info = (onnx_predictor(path, args.threads) if path.suffix == ".onnx"
-                             else torch_predictor(path, args.device))
+                    torch.set_num_threads(args.threads)
+                predict, info = torch_predictor(path, args.device)
             if dims is not None and dims != info["dims"]:
                 raise EvalError(f"--dims {dims} but the model is {info['dims']}D")
             dims = info["dims"]

@@ -74,3 +74,22 @@ def test_a_file_that_is_not_a_checkpoint_exits_2(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main([str(bad), "--data", "synth", "--res", "32x32", "--out", str(tmp_path / "o")]) == 2
     assert "not a readable FNOReg checkpoint" in capsys.readouterr().err
+
+
+def test_warp_nearest_writes_zero_outside_like_the_runtime():
+    """Issue 13 bug: fnoreg-eval clamped labels at the border (edge label outside the image) while the
+    runtime writes 0 there, so the two could report different Dice for one field."""
+    from fnoreg_core.evaluate import _warp_nearest
+    from fnoreg_core.geometry import pull
+
+    labels = np.arange(1, 13, dtype=np.int16).reshape(3, 4)
+    ddf = np.zeros((2, 3, 4), np.float32)
+    ddf[1] = 2.0  # two voxels along axis 1: the last two columns read beyond the image
+    out = _warp_nearest(labels, ddf)
+    assert out.dtype == labels.dtype
+    np.testing.assert_array_equal(out[:, :2], labels[:, 2:])
+    np.testing.assert_array_equal(out[:, 2:], 0)  # before the fix: the edge column repeated
+    eye = np.eye(3)
+    np.testing.assert_array_equal(out, pull(labels, eye, eye, labels.shape, ddf, order=0))  # the runtime's sampler
+    ddf[1] = 0.4  # less than half a voxel outside: still the edge voxel (ITK's rule)
+    assert _warp_nearest(labels, ddf)[0, 3] == labels[0, 3]

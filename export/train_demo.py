@@ -1,13 +1,15 @@
 """Demo registration: train a small FNOReg on synthetic pairs for a few seconds, register a held-out
 pair, optionally export to ONNX and check onnxruntime against PyTorch, and print what happened.
 
-This is the project's main job until the bundled data, models and the GUI exist (`make demo`).
+``fnoreg-demo`` (torch needed: it trains). It lives in fnoreg_export because it exports: fnoreg_core
+never imports fnoreg_export. The registration demo of the bundled model, torch-free, is
+``python -m fnoreg_export.demo``.
 Training pairs come from ``fnoreg_core.data.synth``; after training the model registers a held-out
 synthetic pair and the bundled real pair (``assets/demo/2d``, Colin27 -> fsaverage, 160x192).
 
 Examples:
-    python -m fnoreg_core.demo
-    python -m fnoreg_core.demo --steps 300 --size 96x112 --export
+    python -m fnoreg_export.train_demo
+    python -m fnoreg_export.train_demo --steps 300 --size 96x112 --export
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fnoreg-demo",
         description=__doc__.split("\n\n")[0],
-        epilog="Examples:\n  python -m fnoreg_core.demo\n  python -m fnoreg_core.demo --steps 300 --export",
+        epilog="Examples:\n  python -m fnoreg_export.train_demo\n  python -m fnoreg_export.train_demo --steps 300 --export",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--size", type=_parse_size, default=(96, 112), help="image size HxW. Default: 96x112")
@@ -134,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nTrained {args.steps} steps in {train_s:.1f} s.")
     held_out = SynthPairs((h, w), seed=10_000 + args.seed)[0]
     moving, fixed, ddf = _register_and_report(model, held_out, f"Held-out synthetic pair (seed {10_000 + args.seed})")
-    demo = Path(__file__).resolve().parents[1] / "assets" / "demo" / "2d" / "pairs.csv"
+    from fnoreg_export.bundled import demo_dir
+
+    demo = demo_dir(required=False) / "2d" / "pairs.csv"
     if demo.is_file():
         real = open_source(f"pairs:{demo}", dims=2)[0]
         _register_and_report(model, real, "Real demo pair, Colin27 -> fsaverage axial slice, 12 labels, "
@@ -144,16 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         import tempfile
         from pathlib import Path
 
-        import onnxruntime as ort
-
         from fnoreg_export.onnx_export import export_onnx
+        from fnoreg_export.runtime.backends import OrtRunner
 
         with tempfile.TemporaryDirectory() as tmp:
             t2 = time.perf_counter()
             path = export_onnx(model, Path(tmp) / "fnoreg2d.onnx", (32, 48), dynamic=True)
             print(f"\nExported dynamic ONNX ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t2:.0f} s")
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            (got,) = session.run(None, {"moving": moving.numpy(), "fixed": fixed.numpy()})
+            got = OrtRunner(path)(moving.numpy(), fixed.numpy())
             diff = np.abs(ddf_norm_to_vox(got[0] - ddf[0].numpy(), (h, w)))
             print(f"  onnxruntime vs PyTorch at {h}x{w}: max |ddf diff| {diff.max():.2e} voxel, mean {diff.mean():.2e}")
     return 0
