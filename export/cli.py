@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Sequence
+
+from fnoreg_core.staging import StagedOutputs
 
 __all__ = ["main", "build_parser", "parse_res", "UsageError", "ExportError", "ParityError"]
 
@@ -92,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "TensorRT engines, check parity against PyTorch, and write model cards "
                     "(and optionally a Triton model repository).")
     p.add_argument("checkpoint", type=Path, help="checkpoint .pt written by fnoreg-train")
-    p.add_argument("--onnx", action="store_true",
-                   help="write the ONNX graphs (the default; always done, engines are built from them)")
     p.add_argument("--trt", action="store_true",
                    help="also build a TensorRT engine per --res (needs an NVIDIA GPU, tensorrt and CUDA PyTorch)")
     p.add_argument("--res", action="extend", nargs="+", default=[], metavar="DxHxW",
@@ -362,48 +359,15 @@ class Plan:
         return n
 
 
-class Outputs:
-    """A staging folder per destination; files move into place only at :meth:`commit`."""
+class Outputs(StagedOutputs):
+    """A staging folder per destination (:class:`fnoreg_core.staging.StagedOutputs`, file by file);
+    files move into place only at :meth:`commit`."""
 
     def __init__(self):
-        self.stages: list[tuple[Path, Path]] = []  # (staging dir, destination dir)
-        self.created: list[Path] = []
+        super().__init__(how="files")
 
     def staging(self, destination: Path) -> Path:
-        missing = []
-        probe = destination
-        while not probe.exists():
-            missing.append(probe)
-            probe = probe.parent
-        destination.mkdir(parents=True, exist_ok=True)
-        self.created.extend(reversed(missing))
-        tmp = Path(tempfile.mkdtemp(prefix=".fnoreg-export-", dir=destination))
-        self.stages.append((tmp, destination))
-        return tmp
-
-    def commit(self) -> list[Path]:
-        written = []
-        for tmp, destination in self.stages:
-            for src in sorted(p for p in tmp.rglob("*") if p.is_file()):
-                dst = destination / src.relative_to(tmp)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
-                written.append(dst)
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.stages.clear()
-        self.created.clear()
-        return written
-
-    def discard(self) -> None:
-        for tmp, _ in self.stages:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.stages.clear()
-        for folder in reversed(self.created):  # deepest first
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
-        self.created.clear()
+        return self.folder(destination)
 
 
 def _fmt_parity(summary: dict) -> str:
@@ -544,7 +508,8 @@ def run(args) -> int:
                   f"The ONNX files are in {plan.out}.", file=sys.stderr)
             return 2
         if args.trt:
-            from fnoreg_export.tensorrt_build import build_engine, run_engine
+            from fnoreg_export.runtime.backends import TensorRTRunner
+            from fnoreg_export.tensorrt_build import build_engine
             from fnoreg_export.trt_support import check_graph
 
             precision = "fp16" if args.fp16 else "fp32"
@@ -562,7 +527,7 @@ def run(args) -> int:
                     notes.append(f"{_size_mb(engine)}; TensorRT {facts['tensorrt_version']} on {facts['gpu_name']} "
                                  f"(compute capability {facts['compute_capability']}), build {facts['build_time_s']:.1f} s")
                 with progress.stage(f"run {engine.name} once, parity vs onnxruntime") as notes:
-                    runner = lambda m, f, e=engine: run_engine(e, m, f)  # noqa: E731
+                    runner = TensorRTRunner(engine)  # the runtime's TensorRT code, as users run it
                     summaries = parity_of(source, [static], precision, reference=P.OrtRunner(source),
                                           ref_name=f"onnxruntime CPU ({source.name})", candidate=runner,
                                           cand_name="TensorRT")

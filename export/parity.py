@@ -4,7 +4,7 @@ Parity is measured where it matters to a user, on the displacement in VOXELS of 
 applied to (``fnoreg_core.fields.ddf_norm_to_vox``), on two kinds of input per resolution:
 
 * a real image pair from ``assets/demo`` (NIfTI/MGZ files of the model's dimensionality, from the
-  folder whose grid is closest), resampled to the resolution (``fnoreg_core.data.resize_image``)
+  folder whose grid is closest), resampled to the resolution (``fnoreg_core.geometry.resize``)
   and intensity-normalised (``fnoreg_core.intensity.normalise`` with the model's normalisation),
   when such files exist;
 * a pair of random smooth images (Gaussian-filtered noise scaled to [0, 1]), always.
@@ -109,23 +109,25 @@ def random_pair(size: Sequence[int], seed: int = 0) -> ParityCase:
 
 
 def default_demo_dirs() -> list[Path]:
-    """Where demo pairs are looked for: ``./assets/demo`` and the source checkout's ``assets/demo``."""
-    here = Path(__file__).resolve().parent.parent / "assets" / "demo"
+    """Where demo pairs are looked for: ``./assets/demo``, then the bundled ones
+    (:func:`fnoreg_export.bundled.demo_dir`)."""
+    from .bundled import demo_dir
+
+    here = demo_dir(required=False)
     cwd = Path.cwd() / "assets" / "demo"
-    return [cwd] if cwd.resolve() == here else [cwd, here]
+    return [cwd] if cwd.resolve() == here.resolve() else [cwd, here]
 
 
 def _spatial_shape(path: Path) -> tuple[int, ...] | None:
     """Spatial shape from the header alone (trailing singleton axes dropped), or None."""
     import nibabel as nib
 
+    from fnoreg_core.geometry import squeeze_shape
+
     try:
-        shape = tuple(int(n) for n in nib.load(str(path)).shape)
+        return squeeze_shape(nib.load(str(path)).shape, 2)
     except Exception:
         return None
-    while len(shape) > 2 and shape[-1] == 1:
-        shape = shape[:-1]
-    return shape
 
 
 def _candidate_pairs(dims: int, demo_dir: Path) -> list[tuple[Path, Path, tuple[int, ...]]]:
@@ -160,7 +162,7 @@ def demo_pair(dims: int, size: Sequence[int], demo_dir: str | Path | None = None
     whose names do not look like label maps or fields: ``*moving*`` and ``*fixed*`` if present,
     else the first two in name order. The pair whose grid is closest to ``size`` is used.
     """
-    from fnoreg_core.data import resize_image
+    from fnoreg_core.geometry import resize
     from fnoreg_core.io import ImageError, load_image
 
     dirs = [Path(demo_dir)] if demo_dir is not None else default_demo_dirs()
@@ -177,7 +179,7 @@ def demo_pair(dims: int, size: Sequence[int], demo_dir: str | Path | None = None
                 continue
             if any(img.ndim != dims for img in images):
                 continue
-            arrays = [normalise(resize_image(img, size), norm)[0][None, None] for img in images]
+            arrays = [normalise(resize(img, size), norm)[0][None, None] for img in images]
             label = f"demo pair {moving_path.parent.name}/{moving_path.name} -> {fixed_path.name}"
             return ParityCase(label, arrays[0], arrays[1])
     return None
@@ -215,22 +217,12 @@ def torch_ddf(model, moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
                       torch.from_numpy(np.ascontiguousarray(fixed, dtype=np.float32))).numpy()
 
 
-class OrtRunner:
-    """Runs an exported graph with onnxruntime (CPU), feeding its input dtype, returning float32."""
+def OrtRunner(onnx_path: str | Path):
+    """The runtime's onnxruntime CPU runner (:class:`fnoreg_export.runtime.backends.OrtRunner`): parity
+    measures the code users deploy. ``runner(moving, fixed)`` on (B, 1, *spatial) -> float32 ddf_norm."""
+    from .runtime.backends import OrtRunner as _OrtRunner
 
-    def __init__(self, onnx_path: str | Path):
-        import onnxruntime as ort
-
-        self.path = Path(onnx_path)
-        self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
-        self.input_dtypes = {i.name: (np.float16 if i.type == "tensor(float16)" else np.float32)
-                             for i in self.session.get_inputs()}
-
-    def __call__(self, moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-        feeds = {name: np.ascontiguousarray(arr, dtype=self.input_dtypes[name])
-                 for name, arr in (("moving", moving), ("fixed", fixed))}
-        (out,) = self.session.run(None, feeds)
-        return np.asarray(out, dtype=np.float32)
+    return _OrtRunner(onnx_path)
 
 
 def measure(reference: Callable[[np.ndarray, np.ndarray], np.ndarray],

@@ -1,4 +1,4 @@
-"""Build TensorRT engines from static ONNX graphs and run them once (TensorRT imported lazily).
+"""Build TensorRT engines from static ONNX graphs (TensorRT imported lazily).
 
 One engine per resolution: the static graph ``model.<DxHxW>[.fp16].onnx`` is parsed with
 ``trt.OnnxParser`` into a strongly typed network (TensorRT >= 10: precision comes from the graph;
@@ -7,8 +7,9 @@ written as ``model.<DxHxW>.<fp16|fp32>.engine``. fp32 engines are built without 
 keep float32 accuracy (the 1e-3 voxel parity bound). Engines are tied to the GPU architecture and
 the TensorRT version they were built with; both go into the sidecar.
 
-GPU buffers for the test run are PyTorch CUDA tensors (``set_tensor_address`` + ``execute_async_v3``
-on a torch stream), so a CUDA build of PyTorch is needed beside TensorRT.
+Engines are run (export-time parity, the runtime, benchmarks) by the runtime's one TensorRT runner,
+:class:`fnoreg_export.runtime.backends.TensorRTRunner`. The GPU facts of the card come from a CUDA
+build of PyTorch (the export machine has one).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["TensorRTUnavailable", "EngineBuildError", "INSTALL_HINT", "tensorrt_status", "require_tensorrt",
-           "gpu_facts", "build_engine", "run_engine"]
+           "gpu_facts", "build_engine"]
 
 INSTALL_HINT = (
     "TensorRT engines need an NVIDIA GPU with its CUDA driver, a CUDA build of PyTorch and the TensorRT "
@@ -159,51 +160,3 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, shape: tuple[in
     return {**gpu_facts(), "build_time_s": round(seconds, 3), "input_shape": list(shape), "precision": precision,
             "strongly_typed": strongly, "tf32": False if precision == "fp32" else None,
             "onnx": onnx_path.name, "engine_bytes": engine_path.stat().st_size}
-
-
-_TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
-
-
-def run_engine(engine_path: str | Path, moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-    """Run a serialized engine once on ``moving``/``fixed`` (1, 1, *spatial); the ddf as float32 numpy.
-
-    Only run engines you built (an engine file is executable code for the GPU).
-    """
-    trt = require_tensorrt()
-    import torch
-
-    engine_path = Path(engine_path)
-    runtime = trt.Runtime(_logger(trt))
-    engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
-    if engine is None:
-        raise EngineBuildError(f"TensorRT could not load {engine_path.name} (built for another GPU or TensorRT?)")
-    context = engine.create_execution_context()
-    feeds = {"moving": moving, "fixed": fixed}
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-    outputs = [n for n in names if n not in inputs]
-    buffers = {}
-
-    def torch_dtype(name):
-        key = str(engine.get_tensor_dtype(name)).rsplit(".", 1)[-1]
-        return getattr(torch, _TORCH_DTYPES.get(key, "float32"))
-
-    for name in inputs:
-        if name not in feeds:
-            raise EngineBuildError(f"{engine_path.name} has an unexpected input {name!r}")
-        tensor = torch.from_numpy(np.ascontiguousarray(feeds[name])).to("cuda", torch_dtype(name)).contiguous()
-        if any(d < 0 for d in engine.get_tensor_shape(name)):
-            context.set_input_shape(name, tuple(tensor.shape))
-        buffers[name] = tensor
-        context.set_tensor_address(name, tensor.data_ptr())
-    for name in outputs:
-        shape = tuple(context.get_tensor_shape(name))
-        buffers[name] = torch.empty(shape, dtype=torch_dtype(name), device="cuda")
-        context.set_tensor_address(name, buffers[name].data_ptr())
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):
-        ok = context.execute_async_v3(stream.cuda_stream)
-    stream.synchronize()
-    if not ok:
-        raise EngineBuildError(f"TensorRT failed to run {engine_path.name}")
-    return buffers[outputs[0]].float().cpu().numpy()

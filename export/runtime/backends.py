@@ -236,10 +236,48 @@ class _CudaPythonMemory:
         self._check(self.rt.cudaFree(handle))
 
 
+class _TorchMemory:
+    """Device memory and a stream through a CUDA build of PyTorch: the last resort, for the export
+    machine (which has torch) when neither cuda-python nor cupy is installed. A runtime with one of
+    them never imports torch."""
+
+    def __init__(self):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendError("no CUDA device found (torch.cuda.is_available() is False)")
+        self.torch = torch
+        self._stream = torch.cuda.Stream()
+        self.stream_handle = int(self._stream.cuda_stream)
+        self._buffers: dict[int, Any] = {}  # device pointer -> uint8 tensor
+
+    def alloc(self, nbytes: int):
+        buf = self.torch.empty(max(int(nbytes), 1), dtype=self.torch.uint8, device="cuda")
+        self._buffers[int(buf.data_ptr())] = buf
+        return buf, int(buf.data_ptr())
+
+    def _host(self, host: np.ndarray):
+        return self.torch.from_numpy(host.reshape(-1).view(np.uint8))
+
+    def h2d(self, ptr: int, host: np.ndarray) -> None:
+        with self.torch.cuda.stream(self._stream):
+            self._buffers[ptr][: host.nbytes].copy_(self._host(host))
+
+    def d2h(self, host: np.ndarray, ptr: int) -> None:
+        with self.torch.cuda.stream(self._stream):
+            self._host(host).copy_(self._buffers[ptr][: host.nbytes])
+
+    def synchronize(self) -> None:
+        self._stream.synchronize()
+
+    def free(self, handle) -> None:
+        self._buffers.pop(int(handle.data_ptr()), None)
+
+
 def _cuda_memory():
-    """cuda-python if installed, else cupy (chosen when a TensorRT backend starts)."""
+    """cuda-python if installed, else cupy, else PyTorch (chosen when a TensorRT backend starts)."""
     errors = []
-    for cls in (_CudaPythonMemory, _CupyMemory):
+    for cls in (_CudaPythonMemory, _CupyMemory, _TorchMemory):
         try:
             return cls()
         except ImportError as exc:
@@ -248,7 +286,8 @@ def _cuda_memory():
             raise
         except Exception as exc:  # driver missing, no device
             raise BackendError(f"CUDA is not usable here ({type(exc).__name__}: {exc})") from None
-    raise BackendError("backend 'tensorrt' needs cuda-python (pip install cuda-python) or cupy for device memory")
+    raise BackendError("backend 'tensorrt' needs cuda-python (pip install cuda-python) or cupy for device memory "
+                       f"({'; '.join(errors)})")
 
 
 class TensorRTRunner:
