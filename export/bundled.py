@@ -1,4 +1,15 @@
-"""The pretrained models that ship with FNOReg (``assets/models/``), found without torch.
+"""The files that ship with FNOReg (``assets/``: pretrained models, demo pairs), found in any install.
+
+Where assets are looked for (the one documented lookup; the first that exists wins)
+-----------------------------------------------------------------------------------
+1. ``$FNOREG_ASSETS`` (a folder holding ``models/`` and/or ``demo/``); for models also
+   ``$FNOREG_MODELS`` (a folder of model folders, as before);
+2. the source checkout's ``assets/`` (a clone, or an editable install);
+3. ``<sys.prefix>/share/fnoreg/assets`` (where ``pip install .`` puts them: ``data-files`` in
+   pyproject.toml).
+
+When none has them, :func:`demo_dir` / :func:`default_model` raise :class:`BundledModelError`
+(a ``FileNotFoundError``) saying where they were looked for and how to point at them.
 
 Layout of one bundled model ``assets/models/<name>/``::
 
@@ -16,10 +27,11 @@ Layout of one bundled model ``assets/models/<name>/``::
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 __all__ = ["DEFAULT_MODELS", "BundledModelError", "models_dir", "bundled_models", "default_model",
-           "default_model_name"]
+           "default_model_name", "assets_dirs", "demo_dir"]
 
 #: Default bundled model per image dimensionality.
 DEFAULT_MODELS = {2: "fnoreg2d", 3: "fnoreg3d"}
@@ -29,12 +41,51 @@ class BundledModelError(FileNotFoundError):
     """The bundled model folder or file is missing (e.g. a checkout without ``assets/models``)."""
 
 
+def assets_dirs() -> list[Path]:
+    """The candidate ``assets`` folders, in lookup order (see the module docstring)."""
+    out = []
+    env = os.environ.get("FNOREG_ASSETS")
+    if env:
+        out.append(Path(env).expanduser())
+    out.append(Path(__file__).resolve().parent.parent / "assets")  # source checkout / editable install
+    out.append(Path(sys.prefix) / "share" / "fnoreg" / "assets")   # pip install . (data-files)
+    return out
+
+
+def _find(kind: str) -> Path | None:
+    for root in assets_dirs():
+        if (root / kind).is_dir():
+            return root / kind
+    return None
+
+
 def models_dir() -> Path:
-    """``$FNOREG_MODELS`` if set, else ``assets/models`` of the source checkout."""
+    """``$FNOREG_MODELS`` if set, else the first ``models`` folder of :func:`assets_dirs`.
+
+    When none exists, the checkout's path (which does not exist) is returned; :func:`default_model`
+    then says what to do.
+    """
     env = os.environ.get("FNOREG_MODELS")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent / "assets" / "models"
+    return _find("models") or assets_dirs()[-2] / "models"
+
+
+def demo_dir(required: bool = True) -> Path:
+    """The bundled demo pairs (``assets/demo``: ``2d/``, ``3d_2mm/``, ``3d_1mm/``).
+
+    Raises
+    ------
+    BundledModelError
+        With ``required``, when no candidate folder holds them (else the checkout's path is returned).
+    """
+    found = _find("demo")
+    if found is None and required:
+        raise BundledModelError(
+            "the bundled demo pairs are missing (looked in " + ", ".join(str(p / "demo") for p in assets_dirs())
+            + "); set FNOREG_ASSETS to a folder holding demo/, or restore assets/demo from the repository "
+              "(or rebuild it with `fnoreg-data demo`)")
+    return found or assets_dirs()[-2] / "demo"
 
 
 def bundled_models() -> dict[str, Path]:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo"
 PAIRS = ("3d_2mm", "3d_1mm", "2d")
 
 
@@ -30,7 +29,8 @@ def _label_names() -> dict[int, str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fnoreg_export.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--pair", choices=PAIRS, default="3d_2mm", help="demo pair (assets/demo/PAIR). Default: 3d_2mm")
+    p.add_argument("--pair", choices=PAIRS, default="3d_2mm",
+                   help="demo pair (assets/demo/PAIR, found by fnoreg_export.bundled.demo_dir). Default: 3d_2mm")
     p.add_argument("--model", help="exported model (.onnx / .engine). Default: the bundled model")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads. Default: all cores")
     p.add_argument("--out", type=Path, default=None,
@@ -40,10 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     import nibabel as nib
 
     from fnoreg_core.metrics import dice_per_label
-    from fnoreg_export.bundled import BundledModelError, default_model
+    from fnoreg_export.bundled import BundledModelError, default_model, demo_dir
     from fnoreg_export.runtime import Registrator, warp_labels
 
-    folder = DEMO_DIR / args.pair
+    try:
+        folder = demo_dir() / args.pair
+    except BundledModelError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
     files = {k: folder / f"{k}.nii.gz" for k in ("fixed", "moving", "fixed_labels", "moving_labels")}
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:

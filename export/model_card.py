@@ -145,10 +145,90 @@ def embed_card(onnx_path: str | Path, card: ModelCard) -> None:
     onnx.save(model, str(onnx_path))
 
 
+def _varint(fh) -> int | None:
+    """One protobuf varint from a binary file (None at end of file)."""
+    shift = result = 0
+    while True:
+        byte = fh.read(1)
+        if not byte:
+            return None
+        result |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return result
+        shift += 7
+        if shift > 63:
+            raise ValueError("malformed varint")
+
+
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """``metadata_props`` of an ONNX file, read from the protobuf stream without loading the graph.
+
+    ``ModelProto`` field 14 holds ``StringStringEntryProto`` (key = 1, value = 2); every other field
+    (the graph with its weights, field 7) is skipped by seeking past it, so a large model costs a
+    few reads. No onnx or onnxruntime needed.
+
+    Raises
+    ------
+    ModelCardError
+        The file is not a protobuf stream (not an ONNX model).
+    """
+    path = Path(path)
+    props: dict[str, str] = {}
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            while True:
+                tag = _varint(fh)
+                if tag is None:
+                    break
+                field, wire = tag >> 3, tag & 7
+                if field == 0:
+                    raise ValueError("field number 0")
+                if wire == 0:
+                    _varint(fh)
+                elif wire == 1:
+                    fh.seek(8, 1)
+                elif wire == 5:
+                    fh.seek(4, 1)
+                elif wire == 2:
+                    length = _varint(fh)
+                    if length is None or fh.tell() + length > size:
+                        raise ValueError("truncated field")
+                    if field != 14:
+                        fh.seek(length, 1)
+                        continue
+                    entry = _entry(fh.read(length))
+                    if entry[0] is not None:
+                        props[entry[0]] = entry[1] or ""
+                else:
+                    raise ValueError(f"wire type {wire}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelCardError(f"{path} is not a loadable ONNX model ({exc})") from None
+    return props
+
+
+def _entry(buf: bytes) -> tuple[str | None, str | None]:
+    """(key, value) of a serialised ``StringStringEntryProto``."""
+    import io
+
+    fh, out = io.BytesIO(buf), {1: None, 2: None}
+    while True:
+        tag = _varint(fh)
+        if tag is None:
+            return out[1], out[2]
+        field, wire = tag >> 3, tag & 7
+        if wire != 2:
+            raise ValueError("unexpected metadata entry")
+        length = _varint(fh)
+        out[field] = fh.read(length).decode("utf-8")
+
+
 def read_card(model_path: str | Path) -> ModelCard:
     """The card of an exported model: ``<file>.json`` beside it, else (ONNX) the embedded metadata.
 
-    Torch- and onnx-free: the embedded card is read through onnxruntime's model metadata.
+    Torch-, onnx- and onnxruntime-free: the embedded card is read from the file's protobuf stream
+    (:func:`onnx_metadata`) without loading the graph or opening an inference session (the runtime
+    opens its one session afterwards).
 
     Raises
     ------
@@ -160,15 +240,7 @@ def read_card(model_path: str | Path) -> ModelCard:
     if sidecar.is_file():
         return ModelCard.load(sidecar)
     if model_path.suffix == ".onnx" and model_path.is_file():
-        try:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            meta = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"]).get_modelmeta()
-        except Exception as exc:
-            raise ModelCardError(f"{model_path} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from None
-        text = meta.custom_metadata_map.get(ONNX_METADATA_KEY)
+        text = onnx_metadata(model_path).get(ONNX_METADATA_KEY)
         if text:
             return ModelCard.from_json(text)
     raise ModelCardError(f"{model_path} is not an FNOReg export: no model card (embedded or {sidecar.name}); "
