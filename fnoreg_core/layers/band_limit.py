@@ -8,7 +8,7 @@ centred spectrum to the full size and inverse transforming it (keeping the real 
 This module computes exactly that without complex tensors or ``torch.fft``: the operation is
 separable, so each axis is one small complex matrix ``A = E @ F`` of shape ``(N, n)`` (``F``: the
 length-``n`` DFT, ``E``: the inverse length-``N`` DFT of the kept frequencies), applied as real
-cos/sin products with :func:`fnoreg_core.layers.dft._contract`.
+cos/sin products with :func:`fnoreg_core.layers.dft.apply_basis`.
 
 Kept frequencies on an axis of small length ``n``: ``-(n//2) .. (n-1)//2`` (the ``fftshift``
 range). For even ``n`` the Nyquist bin ``-n/2`` is kept on one side only, as the reference's
@@ -37,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .dft import _contract, _is_static, _size_tensor
+from .dft import apply_basis, is_static_size, size_tensor
 
 __all__ = ["band_limited_upsample", "kept_frequencies"]
 
@@ -75,7 +75,7 @@ def _cached_basis(n: int, big: int, dtype: torch.dtype, device: torch.device) ->
 
 def _graph_basis(n, big, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_numpy_basis` computed with torch ops (symbolic sizes), float64, then cast."""
-    n_t, big_t = _size_tensor(n, device), _size_tensor(big, device)
+    n_t, big_t = size_tensor(n, device), size_tensor(big, device)
     j = torch.arange(n, device=device, dtype=torch.int64)
     k = j - torch.div(n_t, 2, rounding_mode="floor")
     m = torch.arange(big, device=device, dtype=torch.int64)
@@ -91,7 +91,7 @@ def _graph_basis(n, big, dtype: torch.dtype, device) -> tuple[torch.Tensor, torc
 
 
 def _basis(n, big, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    if _is_static(n) and _is_static(big):
+    if is_static_size(n) and is_static_size(big):
         if torch.compiler.is_compiling():
             re, im = _numpy_basis(n, big)
             return torch.tensor(re, dtype=dtype, device=device), torch.tensor(im, dtype=dtype, device=device)
@@ -127,12 +127,12 @@ def band_limited_upsample(x: torch.Tensor, sizes: tuple, axes: tuple[int, ...] |
     axes = tuple(a % x.dim() for a in axes)
     for a, big in zip(axes, sizes):
         n = x.shape[a]
-        if _is_static(n) and _is_static(big) and big < n:
+        if is_static_size(n) and is_static_size(big) and big < n:
             raise ValueError(f"expected output sizes >= the input's, got {big} < {n} on axis {a}")
     re, im = x, None
     for i, (a, big) in enumerate(zip(axes, sizes)):
         cos, sin = _basis(x.shape[a], big, x.dtype, x.device)
         if i == len(axes) - 1:
-            return _contract(re, im, cos, sin, a, sign=+1, real_out=True)
-        re, im = _contract(re, im, cos, sin, a, sign=+1)
+            return apply_basis(re, im, cos, sin, a, sign=+1, real_out=True)
+        re, im = apply_basis(re, im, cos, sin, a, sign=+1)
     return x

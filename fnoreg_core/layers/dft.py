@@ -59,6 +59,10 @@ __all__ = [
     "spectrum_order",
     "onesided_order",
     "DEFAULT_EXPORT_RADIX",
+    # the basis API other spectral layers build on (layers/band_limit.py)
+    "apply_basis",
+    "is_static_size",
+    "size_tensor",
 ]
 
 #: Split used for symbolic sizes in dynamic-shape exports; exported graphs accept multiples of it.
@@ -67,7 +71,8 @@ DEFAULT_EXPORT_RADIX = 16
 Pair = tuple[torch.Tensor, torch.Tensor]
 
 
-def _is_static(n) -> bool:
+def is_static_size(n) -> bool:
+    """True for a concrete size (a Python int); False for a symbolic one traced during ONNX export."""
     return isinstance(n, int)
 
 
@@ -136,7 +141,7 @@ def _cached_bases(spec: tuple, n: int, dtype: torch.dtype, device: torch.device)
     return torch.from_numpy(cos).to(dtype=dtype, device=device), torch.from_numpy(sin).to(dtype=dtype, device=device)
 
 
-def _size_tensor(n, device) -> torch.Tensor:
+def size_tensor(n, device) -> torch.Tensor:
     """A symbolic size as a 0-d int64 tensor (ONNX export cannot take a symbolic scalar as the
     second operand of ``remainder``/``div``)."""
     return torch.zeros((), dtype=torch.int64, device=device) + n
@@ -150,14 +155,14 @@ def _bases(spec: tuple, n, dtype: torch.dtype, device) -> Pair:
     integer reduction mod n first keeps the angles exact), then cast, so an exported dynamic graph
     matches eager to float32 rounding.
     """
-    static = _is_static(n) and all(_is_static(v) for v in spec[1:] if not isinstance(v, tuple))
+    static = is_static_size(n) and all(is_static_size(v) for v in spec[1:] if not isinstance(v, tuple))
     if static:
         if torch.compiler.is_compiling():
             cos, sin = _numpy_bases(spec, n)
             return torch.tensor(cos, dtype=dtype, device=device), torch.tensor(sin, dtype=dtype, device=device)
         return _cached_bases(spec, n, dtype, torch.device(device) if device is not None else torch.device("cpu"))
     num = _numerators(spec, n, torch, device)
-    n_t = _size_tensor(n, device)
+    n_t = size_tensor(n, device)
     ang = torch.remainder(num, n_t).to(torch.float64) * (2.0 * math.pi) / n_t.to(torch.float64)
     return torch.cos(ang).to(dtype), torch.sin(ang).to(dtype)
 
@@ -190,7 +195,7 @@ def truncated_frequencies(half: int, one_sided: bool, device=None) -> torch.Tens
 # applying a matrix along one axis without transposes
 
 
-def _contract(re, im, cos, sin, axis: int, sign: int, real_out: bool = False, batched: bool = False):
+def apply_basis(re, im, cos, sin, axis: int, sign: int, real_out: bool = False, batched: bool = False):
     """``(re + i im)`` contracted along ``axis`` with the kernel ``cos + sign * i sin``.
 
     ``cos``/``sin`` are (n, m), or with ``batched`` (nb, n, m): one matrix per index of the axis
@@ -265,7 +270,7 @@ def truncated_rdft(x: torch.Tensor, axes: tuple[int, ...], halves: tuple[int, ..
         cos, sin = _bases(("outer", _ARANGE, ("freqs", halves[j], j == len(axes) - 1)), n, x.dtype, x.device)
         # bases are (n, m); scale 1/n for norm="forward"
         scale = _inv_size(n, 1.0, x)
-        re, im = _contract(re, im, cos * scale, sin * scale, ax, sign=-1)
+        re, im = apply_basis(re, im, cos * scale, sin * scale, ax, sign=-1)
     return re, im
 
 
@@ -289,14 +294,14 @@ def truncated_irdft(re: torch.Tensor, im: torch.Tensor, axes: tuple[int, ...], h
     for j in range(last):
         ax, n = axes[j], sizes[j]
         cos, sin = _bases(("outer", ("freqs", halves[j], False), _ARANGE), n, re.dtype, re.device)
-        re, im = _contract(re, im, cos, sin, ax, sign=+1)
+        re, im = apply_basis(re, im, cos, sin, ax, sign=+1)
     n = sizes[last]
     cos, sin = _bases(("outer", ("freqs", halves[last], True), _ARANGE), n, re.dtype, re.device)
     # Hermitian weights of a one-sided spectrum: 1 for k = 0, 2 for 0 < k < n/2 (Nyquist is never
     # kept because every axis is at least 2*half long).
     weight = torch.full((halves[last], 1), 2.0, dtype=re.dtype, device=re.device)
     weight[0] = 1.0
-    return _contract(re, im, cos * weight, sin * weight, axes[last], sign=+1, real_out=True)
+    return apply_basis(re, im, cos * weight, sin * weight, axes[last], sign=+1, real_out=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,7 +319,7 @@ def _dft_square(n, dtype, device) -> Pair:
 
 
 def _split_for(n, radix: int | None) -> int:
-    if _is_static(n):
+    if is_static_size(n):
         if radix is not None and n % radix == 0 and n > radix:
             return radix
         return choose_split(n)
@@ -341,10 +346,10 @@ def _forward_axis(re, im, axis: int, n, n1: int, scale, onesided: bool) -> Pair:
     im = None if im is None else im.reshape(split)
     if n1 > 1:
         cos1, sin1 = _dft_square(n1, re.dtype, re.device)
-        re, im = _contract(re, im, cos1, sin1, axis, sign=-1)  # outer time index -> k1
+        re, im = apply_basis(re, im, cos1, sin1, axis, sign=-1)  # outer time index -> k1
     count = (n // 2) // n1 + 1 if onesided else n2
     cos2, sin2 = _stage_bases(n1, n, count, re.dtype, re.device)
-    re, im = _contract(re, im, cos2 * scale, sin2 * scale, axis + 1, sign=-1, batched=True)  # (twiddle) a -> k2
+    re, im = apply_basis(re, im, cos2 * scale, sin2 * scale, axis + 1, sign=-1, batched=True)  # (twiddle) a -> k2
     if not onesided:
         return re.reshape(shape), im.reshape(shape)
     k2_full, r = (n // 2) // n1, (n // 2) % n1
@@ -366,10 +371,10 @@ def _inverse_axis(re, im, axis: int, n, n1: int, scale) -> Pair:
     split = _split_shape(shape, axis, n1, n2)
     re, im = re.reshape(split), im.reshape(split)
     cos2, sin2 = _stage_bases(n1, n, n2, re.dtype, re.device)
-    re, im = _contract(re, im, cos2.mT * scale, sin2.mT * scale, axis + 1, sign=+1, batched=True)  # k2 -> a
+    re, im = apply_basis(re, im, cos2.mT * scale, sin2.mT * scale, axis + 1, sign=+1, batched=True)  # k2 -> a
     if n1 > 1:
         cos1, sin1 = _dft_square(n1, re.dtype, re.device)
-        re, im = _contract(re, im, cos1, sin1, axis, sign=+1)  # k1 -> outer time index
+        re, im = apply_basis(re, im, cos1, sin1, axis, sign=+1)  # k1 -> outer time index
     return re.reshape(shape), im.reshape(shape)
 
 
@@ -394,18 +399,18 @@ def _inverse_onesided_axis(re, im, axis: int, n, n1: int, scale) -> torch.Tensor
     cos2, sin2 = _stage_bases(n1, n, k2_full + 1, re.dtype, re.device)
     cos2, sin2 = cos2.mT * weight, sin2.mT * weight  # (n1, K2 + 1, n2)
     if n1 == 1:
-        out = _contract(re, im, cos2, sin2, axis + 1, sign=+1, real_out=True, batched=True)
+        out = apply_basis(re, im, cos2, sin2, axis + 1, sign=+1, real_out=True, batched=True)
     else:
-        re, im = _contract(re, im, cos2, sin2, axis + 1, sign=+1, batched=True)
+        re, im = apply_basis(re, im, cos2, sin2, axis + 1, sign=+1, batched=True)
         cos1, sin1 = _dft_square(n1, re.dtype, re.device)
-        out = _contract(re, im, cos1, sin1, axis, sign=+1, real_out=True)
+        out = apply_basis(re, im, cos1, sin1, axis, sign=+1, real_out=True)
     shape[axis] = n
     return out.reshape(shape)
 
 
 def _inv_size(n, power: float, like: torch.Tensor):
     """``n ** -power``: a float for static sizes, a 0-d tensor computed in-graph for symbolic ones."""
-    if _is_static(n):
+    if is_static_size(n):
         return float(n) ** -power
     return (torch.ones((), dtype=like.dtype, device=like.device) * n) ** -power
 

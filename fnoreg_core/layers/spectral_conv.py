@@ -15,12 +15,7 @@ from torch import nn
 from .precision import float32_under_autocast
 from .dft import truncated_irdft, truncated_rdft
 
-__all__ = ["SpectralConv", "tucker_ranks", "min_size_for_modes"]
-
-
-def min_size_for_modes(n_modes: tuple[int, ...]) -> tuple[int, ...]:
-    """Smallest spatial size per axis a layer with these TOTAL modes accepts (= ``n_modes``)."""
-    return tuple(int(m) for m in n_modes)
+__all__ = ["SpectralConv", "tucker_ranks"]
 
 
 def tucker_ranks(shape: tuple[int, ...], rank: float) -> tuple[int, ...]:
@@ -62,7 +57,7 @@ class SpectralConv(nn.Module):
         TOTAL modes per spatial axis, the reference's convention: ``n_modes=40`` on an axis keeps
         frequencies ``|k| < 20`` plus ``k = -20`` (20 per side) on two-sided axes, and ``0 .. 19``
         on the last (one-sided) axis. Must be even. The layer needs every spatial size
-        ``>= n_modes`` on its axis (:func:`min_size_for_modes`).
+        ``>= n_modes`` on its axis (the minimum size is ``n_modes``).
     factorization : None or "tucker"
         Dense weights, or a Tucker factorisation (core + one factor per mode) of the
         ``(in, out, *modes)`` complex weight, as in the reference (tltorch, rank 0.42).
@@ -144,7 +139,7 @@ class SpectralConv(nn.Module):
                 raise ValueError(
                     f"spatial size {tuple(spatial)} is too small for n_modes={self.n_modes}: axis {axis} "
                     f"has {n} samples, expected at least {m}; the minimum size is "
-                    f"{min_size_for_modes(self.n_modes)}"
+                    f"{tuple(int(m) for m in self.n_modes)}"
                 )
 
     @float32_under_autocast

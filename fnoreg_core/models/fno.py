@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..layers.fourier_layer import PAPER_MODES, FourierLayer
 from ..layers.pointwise import PointwiseConv
-from ..layers.spectral_conv import min_size_for_modes
 from .base import RegistrationNet
-from .fnoreg import PAPER_MODES, FourierLayer
 from .registry import register_model
 
 __all__ = ["FNOConfig", "FNO"]
@@ -75,7 +74,7 @@ class FNO(RegistrationNet):
         nn.init.zeros_(self.projection[-1].bias)
 
     def min_spatial_size(self) -> tuple[int, ...]:
-        return min_size_for_modes(self.config.n_modes)
+        return tuple(int(m) for m in self.config.n_modes)  # a SpectralConv needs >= n_modes samples per axis
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         self.check_inputs(moving, fixed)

@@ -13,18 +13,14 @@ import torch
 from torch import nn
 
 from ..layers.dft import DEFAULT_EXPORT_RADIX
+from ..layers.fourier_layer import PAPER_MODES, FourierLayer
 from ..layers.fourier_unit import SpectralTransformBlock
 from ..layers.pointwise import PointwiseConv
-from ..layers.spectral_conv import SpectralConv, min_size_for_modes
 from .base import RegistrationNet
 from .registry import register_model
 
 __all__ = ["FNORegConfig", "FNOReg", "FourierLayer", "FNOREG_PRESETS"]
 
-
-
-#: The paper's total modes per axis (REFERENCES.md).
-PAPER_MODES = {2: (40, 48), 3: (40, 48, 56)}
 
 
 @dataclass(frozen=True)
@@ -69,27 +65,6 @@ FNOREG_PRESETS = {
 }
 
 
-class FourierLayer(nn.Module):
-    """``y = GELU(SpectralConv(x) + Conv1x1(x)) + x``: the FNO layer with FNOReg's extra skip.
-
-    Shapes
-    ------
-    x : (B, C, *spatial) -> (B, C, *spatial)
-    """
-
-    def __init__(self, channels: int, n_modes: tuple[int, ...], factorization: str | None = None,
-                 rank: float = 0.42, extra_skip: bool = True, activation: bool = True):
-        super().__init__()
-        self.spectral = SpectralConv(channels, channels, n_modes, factorization, rank)
-        self.linear = PointwiseConv(channels, channels)
-        self.act = nn.GELU() if activation else nn.Identity()
-        self.extra_skip = extra_skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act(self.spectral(x) + self.linear(x))
-        return y + x if self.extra_skip else y
-
-
 @register_model("fnoreg", FNORegConfig, FNOREG_PRESETS)
 class FNOReg(RegistrationNet):
     """FNOReg registration network: lifting, ST residual encoder, Fourier layers, ST decoder, projection.
@@ -132,7 +107,7 @@ class FNOReg(RegistrationNet):
         nn.init.zeros_(self.projection[-1].bias)
 
     def min_spatial_size(self) -> tuple[int, ...]:
-        return min_size_for_modes(self.config.n_modes)
+        return tuple(int(m) for m in self.config.n_modes)  # a SpectralConv needs >= n_modes samples per axis
 
     def size_multiple(self) -> int:
         return self.config.export_radix

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from fnoreg_core.layers.spectral_conv import SpectralConv, min_size_for_modes, tucker_ranks
+from fnoreg_core.layers.spectral_conv import SpectralConv, tucker_ranks
 
 RTOL = 1e-5
 
@@ -175,11 +175,6 @@ def test_resolution_invariance_on_band_limited_input(n_modes, size, factorizatio
     assert y_coarse.abs().max() > 1e-3  # not trivially zero
 
 
-def test_min_size_for_modes():
-    assert min_size_for_modes((40, 48, 56)) == (40, 48, 56)
-    assert min_size_for_modes([6, 8]) == (6, 8)
-
-
 @pytest.mark.parametrize("n_modes,size,axis", [((8, 6), (7, 12), 0), ((4, 6, 8), (8, 8, 7), 2)])
 def test_too_small_raises(n_modes, size, axis):
     conv = SpectralConv(2, 2, n_modes)
@@ -210,3 +205,21 @@ def test_wrong_channels_or_dims_raise():
         conv(torch.randn(1, 3, 8, 8, 8))
     with pytest.raises(ValueError, match=r"expected input \(B, 3, 2 spatial axes\)"):
         conv(torch.randn(3, 8, 8))
+
+
+def test_fourier_layer_move_keeps_checkpoint_keys():
+    """FourierLayer / PAPER_MODES moved to layers/fourier_layer.py (issue 13): a pure move, so the
+    shipped checkpoints still load strictly and the models' layer is the layers' one."""
+    from pathlib import Path
+
+    from fnoreg_core.checkpoint import load_model
+    from fnoreg_core.layers.fourier_layer import PAPER_MODES, FourierLayer
+    from fnoreg_core.models import fnoreg as fnoreg_module
+
+    assert fnoreg_module.FourierLayer is FourierLayer and fnoreg_module.PAPER_MODES is PAPER_MODES
+    ckpt = Path(__file__).resolve().parents[2] / "assets" / "models" / "fnoreg2d" / "checkpoint.pt"
+    if not ckpt.is_file():
+        pytest.skip("no bundled checkpoint")
+    model, _ = load_model(ckpt)  # strict load_state_dict
+    keys = [k for k in model.state_dict() if k.startswith("fourier_layers.0.")]
+    assert keys and all(k.split(".")[2] in ("spectral", "linear") for k in keys)
