@@ -69,3 +69,42 @@ def test_headless_demo_prints_the_report(tmp_path, monkeypatch, fno2d, capsys):
     out = capsys.readouterr().out
     assert "Dice before" in out and "Left-Thalamus" in out and "folded voxels" in out and "s per pair" in out
     assert (tmp_path / "out" / "warp.nii.gz").is_file() and (tmp_path / "out" / "report.json").is_file()
+
+
+@pytest.mark.slow
+def test_non_editable_install_finds_models_and_demo(tmp_path):
+    """`pip install .` (a wheel, not editable) ships assets/ as data files that the lookup finds."""
+    import site
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "assets" / "models" / "fnoreg2d" / "model.onnx").is_file():
+        pytest.skip("no bundled models in this checkout")
+    src = tmp_path / "src"  # a copy: the build writes build/ and *.egg-info beside the sources
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    for name in ("fnoreg_core", "export", "gui", "assets"):
+        shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheels)], check=True, timeout=600)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    venv_site = subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+    Path(venv_site, "zz_deps.pth").write_text(site.getsitepackages()[0] + "\n")  # numpy, onnxruntime, ...
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", *map(str, wheels.glob("*.whl"))], check=True,
+                   timeout=300)
+    code = ("import fnoreg_export, sys; from fnoreg_export.bundled import default_model, demo_dir\n"
+            "assert fnoreg_export.__file__.startswith(sys.prefix), fnoreg_export.__file__\n"
+            "print(default_model(2), demo_dir())")
+    out = subprocess.run([str(py), "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert str(venv / "share" / "fnoreg" / "assets") in out.stdout
+    demo = subprocess.run([str(py), "-m", "fnoreg_export.demo", "--pair", "2d", "--threads", "1"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert demo.returncode == 0 and "Dice after" in demo.stdout, demo.stderr
