@@ -63,7 +63,8 @@ TORCH_FREE = textwrap.dedent(
     import fnoreg_export.register_cli
     reg = runtime.Registrator.load({model!r}, threads=1)
     rng = np.random.default_rng(0)
-    res = reg.register(fixed=rng.random((48, 64)).astype(np.float32), moving=rng.random((48, 64)).astype(np.float32))
+    res = reg.register(fixed=rng.random((48, 64)).astype(np.float32),
+                       moving=rng.random((48, 64)).astype(np.float32))
     assert res.moved.shape == (48, 64) and res.ddf_mm.shape == (2, 48, 64)
     # the CLI too, end to end
     import tempfile, pathlib, nibabel as nib
@@ -257,7 +258,8 @@ def test_interrupt_aborts_the_call_in_flight(fno3d):
         time.sleep(0.002)
     thread.join(60)
     assert isinstance(outcome["error"], RunInterrupted), outcome
-    assert reg.predict(moving=x[:32, :32, :32], fixed=x[:32, :32, :32]).shape == (3, 32, 32, 32)  # the session still works
+    small = x[:32, :32, :32]
+    assert reg.predict(moving=small, fixed=small).shape == (3, 32, 32, 32)  # the session still works
 
 
 # ------------------------------------------------------------------------------------------------ warping

@@ -103,5 +103,6 @@ def test_fnoreg_core_never_imports_fnoreg_export():
     import re
 
     pattern = re.compile(r"^\s*(from|import)\s+fnoreg_export\b", re.M)
-    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "fnoreg_core").rglob("*.py") if pattern.search(p.read_text())]
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "fnoreg_core").rglob("*.py")
+                 if pattern.search(p.read_text())]
     assert offenders == []
