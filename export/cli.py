@@ -39,6 +39,8 @@ examples:
       one dynamic-size model.onnx (+ model.onnx.json card), parity at the training size
   fnoreg-export best.pt --res 160x192x224 80x96x112 --fp16 --out exported/
       + static graphs per size and fp16 copies of every graph, each with parity
+  fnoreg-export best.pt --end-to-end
+      + model.e2e.onnx: raw images in, displacement in voxels and mm and the moved image out (docs/DEPLOY.md)
   fnoreg-export best.pt --trt --res 160x192x224 --fp16 --no-dynamic --triton triton_repo/
       fp16 TensorRT engine for 160x192x224 (needs an NVIDIA GPU and tensorrt) and a Triton repository
 
@@ -116,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "training.csv (metrics.csv) and training_config.json")
     p.add_argument("--demo", type=Path, default=None, metavar="DIR",
                    help="folder with demo image pairs for parity (default: assets/demo)")
+    p.add_argument("--end-to-end", nargs="?", const="moved", default=None, choices=["moved", "field"],
+                   help="also write <graph>.e2e.onnx per fp32 graph: raw images in, the card's normalisation inside, "
+                        "ddf_vox/ddf_mm (+ the moved image unless 'field') out, for any onnxruntime application "
+                        "(docs/DEPLOY.md); parity vs the Python path")
     return p
 
 
@@ -355,6 +361,7 @@ class Plan:
         n += 2 * len(self.sizes) if self.args.trt and engines else 0
         n += 1 if self.triton is not None else 0
         n += 1 if self.args.bundle else 0
+        n += graphs if self.args.end_to_end else 0
         n += 1  # move into place
         return n
 
@@ -368,6 +375,21 @@ class Outputs(StagedOutputs):
 
     def staging(self, destination: Path) -> Path:
         return self.folder(destination)
+
+
+def _end_to_end(progress: Progress, network: Path, size: Sequence[int], args) -> None:
+    """``<graph>.e2e.onnx`` beside an fp32 network graph (:mod:`fnoreg_export.end_to_end`), parity or ParityError."""
+    from fnoreg_export.end_to_end import E2EParityError, write
+
+    target = network.with_name(network.name[: -len(".onnx")] + ".e2e.onnx")
+    with progress.stage(f"end-to-end graph -> {target.name}, parity vs the Python path at {res_name(size)}") as notes:
+        try:
+            _, parity = write(network, target, moved=args.end_to_end == "moved", size=size, demo_dir=args.demo)
+        except E2EParityError as exc:
+            raise ParityError(str(exc)) from None
+        entry = next(iter(parity.values()))
+        notes.append(f"max |ddf_vox diff| {entry['max_abs_vox']:.2e} vox, |ddf_mm| {entry['max_abs_mm']:.2e} mm, "
+                     f"moved {entry['moved_max_abs_rel']:.2e} of the range ({_size_mb(target)})")
 
 
 def _fmt_parity(summary: dict) -> str:
@@ -456,6 +478,8 @@ def run(args) -> int:
                 _check_parity(summaries, filename)
             write_card(path, makers.card(path, static, "fp32", summaries))
             graphs.append((path, static))
+            if args.end_to_end:
+                _end_to_end(progress, path, static or sizes[0], args)
 
         trt_problems: dict[str, list[str]] = {}
         if plan.sizes:
