@@ -48,11 +48,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fnoreg_core.fields import ddf_norm_to_vox, ddf_vox_to_mm, ddf_vox_to_norm
+from fnoreg_core.fields import ddf_vox_to_norm
 from fnoreg_core.geometry import ImageError, RASFrame, affine_nd, pull, resize, same_grid
-from fnoreg_core.intensity import IntensityNorm, normalise
+from fnoreg_core.intensity import IntensityNorm
 from fnoreg_core.metrics import folding_fraction, jacobian_determinant, sdlogj
 
+from ..contract import ddf_units, normalise_image
 from ..model_card import ModelCard, ModelCardError, read_card
 from .backends import make_runner
 from .inputs import as_image, input_ndim, input_shape
@@ -308,8 +309,8 @@ class Registrator:
         fixed_aff, moving_aff = affine_nd(fixed_aff4, dims), affine_nd(moving_aff4, dims)
         frame = RASFrame(fixed_data.shape, fixed_aff4, self.canonical)
         check_size(self.card, frame.ras_shape)
-        fixed_norm, fixed_params = normalise(fixed_data, self.norm)
-        moving_norm, moving_params = normalise(moving_data, self.norm)
+        fixed_norm, fixed_params = normalise_image(fixed_data, self.norm)  # the contract: as the end-to-end graph
+        moving_norm, moving_params = normalise_image(moving_data, self.norm)
         fixed_net = frame.to_ras(fixed_norm)
         if same_grid(moving_data.shape, moving_aff, fixed_data.shape, fixed_aff):
             moving_net = frame.to_ras(moving_norm)
@@ -338,8 +339,7 @@ class Registrator:
             ddf_norm_net = np.stack([resize(c, net_shape) for c in work.ddf_norm_run])
         else:
             ddf_norm_net = work.ddf_norm_run
-        ddf_vox_net = ddf_norm_to_vox(ddf_norm_net, net_shape).astype(np.float32, copy=False)
-        ddf_mm_net = ddf_vox_to_mm(ddf_vox_net, frame.affine).astype(np.float32, copy=False)
+        ddf_vox_net, ddf_mm_net = ddf_units(ddf_norm_net, frame.affine, net_shape)  # the contract, as the e2e graph
         if frame.reoriented:
             work.ddf_mm = np.stack([frame.from_ras(c) for c in ddf_mm_net])
             lin_inv = np.linalg.inv(affine_nd(work.fixed_affine4, dims)[:dims, :dims])
