@@ -356,7 +356,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             raise TrainError(f"--resume: {last} holds a different model ({ckpt['config']}); "
                              "use the same preset and options, or another --out")
         model.load_state_dict(ckpt["state_dict"])
-        optimiser.load_state_dict(ckpt["optimizer"])
+        if isinstance(ckpt.get("optimizer"), dict) and ckpt["optimizer"].get("state"):
+            try:
+                optimiser.load_state_dict(ckpt["optimizer"])
+            except (ValueError, KeyError) as exc:
+                raise TrainError(f"--resume: the optimizer state in {last} does not fit this model ({exc})") from None
+        elif main_rank:
+            print(f"fnoreg-train: {last} holds no optimizer state (weights only): Adam restarts from zero moments",
+                  file=sys.stderr)
         step, best_dice = int(ckpt["step"]), float(ckpt.get("best_val_dice", -math.inf))
         train_seconds = float(ckpt.get("train_seconds", 0.0))
         saved_clock = ckpt.get("train_config", {}).get("budget_clock", "wall")

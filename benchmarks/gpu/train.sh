@@ -27,10 +27,22 @@ if [ "${1:-}" = "--prepare" ]; then
     rm -rf "$CARRY"; mkdir -p "$CARRY/wheels" "$CARRY/templates" "$CARRY/runs"
     # pure-Python wheels the device image lacks (it has torch, numpy, scipy, tqdm, pyyaml, tensorboard)
     "$PY" -m pip download -q --no-deps -d "$CARRY/wheels" "nibabel>=5.0" "monai>=1.4"
-    cp -r "$TEMPLATES/3d_1mm" "$TEMPLATES/2d_axial_1mm" "$TEMPLATES/manifest.json" "$CARRY/templates/"
+    # only the training priors (fsaverage, MNI152): Colin27 is never trained on, and the carry is small
+    cp "$TEMPLATES/manifest.json" "$CARRY/templates/"
+    for GRID in 3d_1mm 2d_axial_1mm; do
+        mkdir -p "$CARRY/templates/$GRID"
+        cp "$TEMPLATES/$GRID"/fsaverage_* "$TEMPLATES/$GRID"/mni152_* "$CARRY/templates/$GRID/"
+    done
     for RUN in "$@"; do
         DEST="$CARRY/runs/$(basename "$RUN")"; mkdir -p "$DEST"
-        cp "$RUN"/last.pt "$RUN"/best.pt "$RUN"/config.json "$DEST/"
+        # weights only (the device has 64 MiB for the tree and the carry): Adam restarts there
+        "$PY" -c 'import sys, torch
+ck = torch.load(sys.argv[1], map_location="cpu", weights_only=True); ck.pop("optimizer", None)
+torch.save(ck, sys.argv[2])' "$RUN/last.pt" "$DEST/last.pt"
+        cp "$DEST/last.pt" "$DEST/best.pt"
+        "$PY" -c 'import json, sys
+cfg = json.load(open(sys.argv[1])); cfg.update(time_budget_min=None, lr_schedule="constant")
+json.dump(cfg, open(sys.argv[2], "w"), indent=1)' "$RUN/config.json" "$DEST/config.json"
         if [ -f "$RUN/metrics.csv" ]; then cp "$RUN/metrics.csv" "$DEST/"; fi
     done
     du -sh "$CARRY"
@@ -39,7 +51,12 @@ fi
 
 if [ "${1:-}" = "--collect" ]; then
     FROM=${2:?usage: train.sh --collect FILES_AT/NAME RUN_DIR}; RUN=${3:?usage: train.sh --collect FILES_AT/NAME RUN_DIR}
-    for f in last.pt best.pt metrics.csv config.json; do cp "$FROM/$f" "$RUN/$f"; done
+    # best.pt keeps the run's best over both machines (validation Dice recorded in each)
+    for f in last.pt metrics.csv config.json; do cp "$FROM/$f" "$RUN/$f"; done
+    "${PY:-.venv/bin/python}" -c 'import shutil, sys, torch
+new, old = (torch.load(p, map_location="cpu", weights_only=True)["best_val_dice"] for p in sys.argv[1:3])
+if new >= old: shutil.copy(sys.argv[1], sys.argv[2])
+print(f"best.pt: GPU {new:.4f} vs here {old:.4f}")' "$FROM/best.pt" "$RUN/best.pt"
     cp "$FROM/train.log" "$RUN/gpu_$(date +%Y%m%d_%H%M).log"
     echo "collected into $RUN"
     exit 0

@@ -433,13 +433,21 @@ def prior_volumes(root: str | Path | None = None, dims: int = 3) -> tuple[list[n
     A model trained on them has seen fsaverage's and MNI152's structures (and, with
     ``synth:brains+real``, their images): document this next to its evaluation.
     """
+    import nibabel as nib
+
+    from fnoreg_core.data import DataSpecError
+
+    root = Path(root) if root else default_root()
+    folder = root / ("3d_1mm" if dims == 3 else "2d_axial_1mm")
     images, maps = [], []
-    kwargs = dict(dims=3) if dims == 3 else dict(dims=2, plane="axial")
-    source = TemplatePairs(root, split="train", resolution="1mm", **kwargs)
-    for subject in PRIOR_SUBJECTS:
-        image, labels, _ = source.load_subject(subject)
-        images.append(np.asarray(image, np.float32))
-        maps.append(labels)
+    for subject in PRIOR_SUBJECTS:  # only these files are needed (a training machine may hold no others)
+        paths = [folder / f"{subject}_{kind}.nii.gz" for kind in ("image", "labels")]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise DataSpecError(f"training priors missing: {missing[0]}; build the template set with "
+                                f"`fnoreg-data templates --out {root}`")
+        images.append(np.asarray(nib.load(str(paths[0])).get_fdata(dtype=np.float32)))
+        maps.append(np.asarray(nib.load(str(paths[1])).dataobj).astype(np.int16))
     return images, maps
 
 

@@ -175,3 +175,15 @@ def test_mixed_synthetic_source_interleaves_shapes_and_brains(tmp_path):
     assert "ddf_vox" in mix.load(3, return_ddf=True)
     with pytest.raises(ValueError, match="differ in size"):
         MixedPairs([a, SynthPairs((16, 16), 2)])
+
+
+def test_resume_from_weights_only_checkpoint_restarts_adam(tmp_path, capsys):
+    """A checkpoint stripped of its optimizer state (e.g. carried to a GPU machine) resumes with a note."""
+    assert _run(tmp_path, "--steps", "2", "--val-every", "2") == 0
+    last = tmp_path / "run" / "last.pt"
+    ckpt = load_checkpoint(last)
+    ckpt.pop("optimizer")
+    torch.save(ckpt, last)
+    assert _run(tmp_path, "--steps", "3", "--val-every", "3", "--resume") == 0
+    assert "Adam restarts" in capsys.readouterr().err
+    assert load_checkpoint(last)["step"] == 3
