@@ -38,7 +38,8 @@ from fnoreg_core.intensity import IntensityNorm
 from . import contract as C
 from .model_card import ModelCard, read_card
 
-__all__ = ["build_end_to_end", "end_to_end_card", "measure_parity", "E2EParityError", "main"]
+__all__ = ["build_end_to_end", "end_to_end_card", "measure_parity", "parity_inputs", "time_paths", "write", "E2EParityError",
+           "main"]
 
 _NET_PREFIX = "net/"
 #: Largest |moved - reference| allowed at export, as a fraction of the moving image's intensity range.
@@ -233,6 +234,52 @@ def measure_parity(e2e_path: str | Path, network_path: str | Path, size: Sequenc
         "candidate": "end-to-end graph in onnxruntime CPU", "inputs": rows}}
 
 
+def time_paths(e2e_path: str | Path, network_path: str | Path, size: Sequence[int] | None = None,
+               threads: int = 2, repeats: int = 7, demo_dir: str | Path | None = None) -> dict[str, dict[str, float]]:
+    """Wall-clock seconds per call, one process, interleaved, onnxruntime CPU with ``threads`` threads
+    (the runtime's session options) on the first :func:`parity_inputs` pair:
+
+    * ``network``: the network graph alone on inputs already normalised;
+    * ``python_path``: numpy normalisation + network graph + numpy units and warp (the Python runtime's steps);
+    * ``end_to_end``: the end-to-end graph, all its outputs;
+    * ``end_to_end_field``: the end-to-end graph asked for ``ddf_vox`` and ``ddf_mm`` only.
+
+    Returns ``{name: {"median_s", "min_s", "n"}}``.
+    """
+    import time
+
+    import onnxruntime as ort
+
+    from fnoreg_export.runtime import ort_session_options
+
+    card = read_card(network_path)
+    dims = card.dims
+    norm = IntensityNorm.from_dict(card.intensity_norm or {})
+    size = tuple(size or (card.static_size or card.train_resolution))
+    _, fixed, moving = parity_inputs(dims, size, demo_dir)[0]
+    affine = np.eye(dims + 1)
+    net = ort.InferenceSession(str(network_path), ort_session_options(threads), providers=["CPUExecutionProvider"])
+    e2e = ort.InferenceSession(str(e2e_path), ort_session_options(threads), providers=["CPUExecutionProvider"])
+    network = lambda m, f: net.run(None, {"moving": m, "fixed": f})[0]  # noqa: E731
+    fixed_n, moving_n = (C.normalise_image(x, norm)[0][None, None] for x in (fixed, moving))
+    feeds = {"fixed": np.ascontiguousarray(C.to_buffer_order(fixed[None, None], dims)),
+             "moving": np.ascontiguousarray(C.to_buffer_order(moving[None, None], dims)),
+             "fixed_affine": affine.astype(np.float32)}
+    calls = {"network": lambda: network(moving_n, fixed_n),
+             "python_path": lambda: _python_path(network, fixed, moving, affine, norm, dims),
+             "end_to_end": lambda: e2e.run(None, feeds),
+             "end_to_end_field": lambda: e2e.run(["ddf_vox", "ddf_mm"], feeds)}
+    for call in calls.values():  # warm-up
+        call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"median_s": float(np.median(t)), "min_s": float(min(t)), "n": len(t)} for name, t in times.items()}
+
+
 def end_to_end_card(network_card: ModelCard, e2e_path: str | Path, parity: dict, moved: bool,
                     network_name: str) -> ModelCard:
     """The end-to-end graph's card: the network's, with ``extra["graph"] = "end-to-end"``, its own inputs/outputs,
@@ -289,6 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-moved", action="store_true", help="leave out the moved-image output (no GridSample)")
     p.add_argument("--res", default=None, metavar="DxHxW", help="parity size (default: the training size)")
     p.add_argument("--demo", type=Path, default=None, metavar="DIR", help="demo pairs for parity (default: assets/demo)")
+    p.add_argument("--time", type=int, default=0, metavar="N",
+                   help="then time N interleaved calls of the end-to-end graph, the network graph and the Python path "
+                        "(onnxruntime CPU, --threads threads, the demo pair at the parity size)")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads for --time (default: 2)")
     args = p.parse_args(argv)
     from .model_card import ModelCardError
 
@@ -305,6 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, entry in parity.items():
         print(f"{path}: parity at {key} vs the Python path: ddf_vox max {entry['max_abs_vox']:.2e} voxel, ddf_mm max "
               f"{entry['max_abs_mm']:.2e} mm, moved max {entry['moved_max_abs_rel']:.2e} of the intensity range")
+    if args.time > 0:
+        print(f"time per call, {args.threads} onnxruntime threads, {args.time} interleaved calls each (median, min):")
+        for name, t in time_paths(path, args.network, size, args.threads, args.time, args.demo).items():
+            print(f"  {name:18s} {t['median_s'] * 1000:8.1f} ms  {t['min_s'] * 1000:8.1f} ms")
     return 0
 
 

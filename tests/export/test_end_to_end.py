@@ -150,6 +150,16 @@ def test_e2e_refuses_non_network_graphs(e2e3d, tmp_path):
     assert main([str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "x.onnx")]) == 2
 
 
+@pytest.mark.slow
+def test_time_paths_reports_every_path(e2e3d):
+    from fnoreg_export.end_to_end import time_paths
+
+    path, _ = e2e3d
+    times = time_paths(path, MODEL, threads=2, repeats=1)
+    assert set(times) == {"network", "python_path", "end_to_end", "end_to_end_field"}
+    assert all(t["n"] == 1 and 0 < t["min_s"] <= t["median_s"] for t in times.values())
+
+
 def test_e2e_batch_and_2d(fno2d, tmp_path):
     """A 2-D model, a batch of two pairs of different intensity ranges, one of them constant."""
     from fnoreg_export.end_to_end import build_end_to_end
@@ -213,7 +223,15 @@ def test_node_example_matches_python_runtime(e2e3d, tmp_path):
     assert summary["size"] == [80, 96, 112] and summary["outputs"] == list(C.E2E_OUTPUTS)
 
     fixed, moving = nib.load(DEMO / "fixed.nii.gz"), nib.load(DEMO / "moving.nii.gz")
-    result = Registrator.load(MODEL, backend="onnxruntime-cpu", threads=2).register(fixed=fixed, moving=moving)
+    stages = {}
+    try:  # the runtime's pipeline: compare its network stage (the end-to-end graph has no affine stage)
+        from fnoreg_export.runtime.stages import PipelineOptions
+
+        stages["pipeline"] = PipelineOptions(affine="none", work_res="native")
+    except ImportError:
+        pass
+    result = Registrator.load(MODEL, backend="onnxruntime-cpu", threads=2).register(fixed=fixed, moving=moving,
+                                                                                    **stages)
 
     warp = nib.load(out / "warp.nii.gz")
     assert warp.shape == (80, 96, 112, 1, 3) and int(warp.header["intent_code"]) == 1007
