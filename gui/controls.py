@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QPlainTextEdit, QProgressBar, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
 
-from .state import LABEL_MODES, MODES, OVERLAYS, ViewerState
+from .colours import CMAPS
+from .state import LABEL_LAYERS, LABEL_MODES, MODES, OVERLAYS, ViewerState
+from .window_level import QtWindowLevel
 
 __all__ = ["QtControls", "MODE_TITLES", "OVERLAY_TITLES"]
 
@@ -23,6 +25,9 @@ MODE_TITLES = {"side_by_side": "fixed | moving | moved", "red_cyan": "red-cyan (
 #: Text of each overlay in the overlay combo box.
 OVERLAY_TITLES = {"none": "none", "grid": "warped grid", "displacement": "|u| heatmap",
                   "jacobian": "Jacobian (folds green)"}
+
+#: Text of each label-layer choice.
+LAYER_TITLES = {"both": "fixed + moved (dotted)", "fixed": "fixed only", "moved": "moved only"}
 
 _NOTICE_STYLE = "QLabel { background: #fff3c4; color: #3a2a00; border: 1px solid #d9b64a; padding: 4px; }"
 
@@ -124,6 +129,7 @@ class QtControls(QWidget):
     def _build_display_box(self) -> QGroupBox:
         box = QGroupBox("Display")
         form = QFormLayout(box)
+        d = self.state.display
         self.mode_combo = QComboBox()
         for m in MODES:
             self.mode_combo.addItem(MODE_TITLES[m], m)
@@ -135,42 +141,65 @@ class QtControls(QWidget):
         self.labels_combo = QComboBox()
         self.labels_combo.addItems(list(LABEL_MODES))
         self.labels_combo.currentTextChanged.connect(self._on_label_mode_change)
-        self.alpha_slider = QSlider(Qt.Orientation.Horizontal)
-        self.alpha_slider.setRange(0, 100)
-        self.alpha_slider.setValue(int(self.state.display.alpha * 100))
-        self.alpha_slider.valueChanged.connect(self._on_alpha_change)
+        self.layers_combo = QComboBox()
+        for k in LABEL_LAYERS:
+            self.layers_combo.addItem(LAYER_TITLES[k], k)
+        self.layers_combo.setToolTip("compare modes: fixed labels as chosen, moved labels as dotted contours")
+        self.layers_combo.currentIndexChanged.connect(self._on_label_layers_change)
+        self.blend_slider = self._slider(d.blend, self._on_blend_change,
+                                         "blend mode: 0 = fixed only, 100 = moved only")
+        self.overlay_slider = self._slider(d.overlay_opacity, self._on_overlay_opacity_change,
+                                           "opacity of the |u| / Jacobian heatmap and the warped grid")
+        self.label_slider = self._slider(d.label_opacity, self._on_label_opacity_change,
+                                         "opacity of filled labels (contours are opaque)")
+        self.cmap_combo = QComboBox()
+        self.cmap_combo.addItems(list(CMAPS))
+        self.cmap_combo.setToolTip("colour map of the images (side by side, blend, checkerboard, flicker)")
+        self.cmap_combo.currentTextChanged.connect(self._on_cmap_change)
+        self.orientation_combo = QComboBox()
+        self.orientation_combo.addItem("radiological (R on the left)", True)
+        self.orientation_combo.addItem("neurological (L on the left)", False)
+        self.orientation_combo.currentIndexChanged.connect(self._on_orientation_change)
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(2, 256)
-        self.tile_spin.setValue(self.state.display.checker_tile)
+        self.tile_spin.setValue(d.checker_tile)
         self.tile_spin.valueChanged.connect(self._on_checker_tile_change)
         self.grid_spin = QSpinBox()
         self.grid_spin.setRange(2, 128)
-        self.grid_spin.setValue(self.state.display.grid_spacing)
+        self.grid_spin.setValue(d.grid_spacing)
         self.grid_spin.valueChanged.connect(self._on_grid_spacing_change)
         self.grid_on_heatmap = QCheckBox("grid over the heatmaps too")
         self.grid_on_heatmap.toggled.connect(self._on_grid_on_heatmap_change)
-        self.auto_window = QCheckBox("auto window (per image)")
-        self.auto_window.setChecked(True)
-        self.win_lo, self.win_hi = QDoubleSpinBox(), QDoubleSpinBox()
-        for sp in (self.win_lo, self.win_hi):
-            sp.setRange(-1e6, 1e6)
-            sp.setDecimals(3)
-            sp.setSingleStep(0.05)
-            sp.valueChanged.connect(self._on_window_change)
-        self.auto_window.toggled.connect(self._on_window_change)
+        self.window = QtWindowLevel(self.state)
+        self.auto_window, self.win_lo, self.win_hi = self.window.auto_window, self.window.win_lo, self.window.win_hi
         form.addRow("mode", self.mode_combo)
         form.addRow("overlay", self.overlay_combo)
-        form.addRow("labels", self.labels_combo)
-        form.addRow("alpha", self.alpha_slider)
-        form.addRow("checker tile", self.tile_spin)
-        form.addRow("grid spacing", self.grid_spin)
+        lrow = QHBoxLayout()
+        lrow.addWidget(self.labels_combo)
+        lrow.addWidget(self.layers_combo, 1)
+        form.addRow("labels", lrow)
+        form.addRow("blend", self.blend_slider)
+        form.addRow("overlay opacity", self.overlay_slider)
+        form.addRow("label opacity", self.label_slider)
+        form.addRow("colour map", self.cmap_combo)
+        form.addRow("orientation", self.orientation_combo)
+        trow = QHBoxLayout()
+        trow.addWidget(self.tile_spin)
+        trow.addWidget(QLabel("grid"))
+        trow.addWidget(self.grid_spin)
+        form.addRow("checker tile", trow)
         form.addRow(self.grid_on_heatmap)
-        form.addRow(self.auto_window)
-        wrow = QHBoxLayout()
-        wrow.addWidget(self.win_lo)
-        wrow.addWidget(self.win_hi)
-        form.addRow("window", wrow)
+        form.addRow(self.window)
         return box
+
+    @staticmethod
+    def _slider(value: float, slot, tip: str) -> QSlider:
+        s = QSlider(Qt.Orientation.Horizontal)
+        s.setRange(0, 100)
+        s.setValue(int(round(value * 100)))
+        s.setToolTip(tip)
+        s.valueChanged.connect(slot)
+        return s
 
     # -- widgets -> state ----------------------------------------------------------------------
     def _set(self, **kw) -> None:
@@ -180,7 +209,7 @@ class QtControls(QWidget):
             self.error.emit("Display", str(exc) or type(exc).__name__)
 
     def _on_mode_change(self, index: int) -> None:
-        self._set(mode=self.mode_combo.itemData(index))
+        self._set(mode=self.mode_combo.itemData(index), flicker="off")
 
     def _on_overlay_change(self, index: int) -> None:
         self._set(overlay=self.overlay_combo.itemData(index))
@@ -188,8 +217,23 @@ class QtControls(QWidget):
     def _on_label_mode_change(self, text: str) -> None:
         self._set(label_mode=text)
 
-    def _on_alpha_change(self, value: int) -> None:
-        self._set(alpha=value / 100.0)
+    def _on_label_layers_change(self, index: int) -> None:
+        self._set(label_layers=self.layers_combo.itemData(index))
+
+    def _on_blend_change(self, value: int) -> None:
+        self._set(blend=value / 100.0)
+
+    def _on_overlay_opacity_change(self, value: int) -> None:
+        self._set(overlay_opacity=value / 100.0)
+
+    def _on_label_opacity_change(self, value: int) -> None:
+        self._set(label_opacity=value / 100.0)
+
+    def _on_cmap_change(self, text: str) -> None:
+        self._set(cmap=text)
+
+    def _on_orientation_change(self, index: int) -> None:
+        self.state.set_radiological(bool(self.orientation_combo.itemData(index)))
 
     def _on_checker_tile_change(self, value: int) -> None:
         self._set(checker_tile=value)
@@ -199,12 +243,6 @@ class QtControls(QWidget):
 
     def _on_grid_on_heatmap_change(self, checked: bool) -> None:
         self._set(grid_on_heatmap=checked)
-
-    def _on_window_change(self, *_) -> None:
-        if self.auto_window.isChecked():
-            self._set(window=None)
-        elif self.win_hi.value() > self.win_lo.value():
-            self._set(window=(self.win_lo.value(), self.win_hi.value()))
 
     def _on_backend_change(self, backend: str) -> None:
         self.state.backend = backend
@@ -216,18 +254,26 @@ class QtControls(QWidget):
 
     # -- state -> widgets ----------------------------------------------------------------------
     def sync_display(self) -> None:
-        """Widgets follow the state when it is changed from elsewhere (scripts, tests, other widgets)."""
+        """Widgets follow the state when it is changed from elsewhere (scripts, tests, keys, the mouse)."""
         d = self.state.display
+        pct = lambda v: int(round(v * 100))  # noqa: E731
         for w, setter in ((self.mode_combo, lambda: self.mode_combo.setCurrentIndex(MODES.index(d.mode))),
                           (self.overlay_combo, lambda: self.overlay_combo.setCurrentIndex(OVERLAYS.index(d.overlay))),
                           (self.labels_combo, lambda: self.labels_combo.setCurrentText(d.label_mode)),
-                          (self.alpha_slider, lambda: self.alpha_slider.setValue(int(round(d.alpha * 100)))),
+                          (self.layers_combo, lambda: self.layers_combo.setCurrentIndex(LABEL_LAYERS.index(d.label_layers))),
+                          (self.blend_slider, lambda: self.blend_slider.setValue(pct(d.blend))),
+                          (self.overlay_slider, lambda: self.overlay_slider.setValue(pct(d.overlay_opacity))),
+                          (self.label_slider, lambda: self.label_slider.setValue(pct(d.label_opacity))),
+                          (self.cmap_combo, lambda: self.cmap_combo.setCurrentText(d.cmap)),
+                          (self.orientation_combo,
+                           lambda: self.orientation_combo.setCurrentIndex(0 if self.state.view.radiological else 1)),
                           (self.tile_spin, lambda: self.tile_spin.setValue(d.checker_tile)),
                           (self.grid_spin, lambda: self.grid_spin.setValue(d.grid_spacing)),
                           (self.grid_on_heatmap, lambda: self.grid_on_heatmap.setChecked(d.grid_on_heatmap))):
             w.blockSignals(True)
             setter()
             w.blockSignals(False)
+        self.window.sync()
 
     def select_model(self, bundled: dict[str, Path]) -> None:
         """Fill the model combo box: the bundled models, then the current model if it is not one of them.
@@ -286,11 +332,7 @@ class QtControls(QWidget):
         self.register_btn.setEnabled(not busy and st.fixed is not None and st.moving is not None
                                      and st.model_path is not None)
         self.cancel_btn.setEnabled(busy)
-        if st.fixed is not None and self.auto_window.isChecked():
-            for sp, val in zip((self.win_lo, self.win_hi), st.fixed.window):
-                sp.blockSignals(True)
-                sp.setValue(val)
-                sp.blockSignals(False)
+        self.window.sync()
 
     def show_notice(self, message: str) -> None:
         """Show ``message`` in the banner above the boxes; "" hides it."""

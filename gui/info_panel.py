@@ -1,14 +1,16 @@
-"""The info panel: legend of the current colours, the registration's numbers, the per-label Dice table."""
+"""The info panel: cursor inspector, legend of the current colours, the registration's numbers, and
+tabs with the per-label Dice table and the landmarks."""
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPixmap
-from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QTableWidget, QTableWidgetItem, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from . import render
+from .inspector import QtCursorInspector, QtLandmarkTable
 from .state import ViewerState
 
 __all__ = ["QtInfoPanel", "rgb_pixmap", "clear_layout"]
@@ -28,10 +30,16 @@ class QtInfoPanel(QWidget):
 
     Parameters
     ----------
+    state : ViewerState, optional
+        Needed for the cursor inspector and the landmark table (without it they are not built).
     parent : QWidget, optional
 
     Attributes
     ----------
+    inspector : QtCursorInspector
+    landmarks : QtLandmarkTable
+    tabs : QTabWidget
+        "Dice" and "Landmarks".
     legend_box : QGroupBox
         Hidden when the current display has nothing to explain.
     metrics_label : QLabel
@@ -40,10 +48,13 @@ class QtInfoPanel(QWidget):
         label | Dice before | Dice after, one row per label and a bold mean row.
     """
 
-    def __init__(self, parent=None):
+    def __init__(self, state: ViewerState | None = None, parent=None):
         super().__init__(parent)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 2, 2, 2)
+        self.inspector = QtCursorInspector(state) if state is not None else None
+        if self.inspector is not None:
+            lay.addWidget(self.inspector)
         self.legend_box = QGroupBox("Legend")
         self.legend_layout = QVBoxLayout(self.legend_box)
         self.legend_layout.setSpacing(2)
@@ -57,7 +68,12 @@ class QtInfoPanel(QWidget):
         self.dice_table.verticalHeader().setDefaultSectionSize(19)
         self.dice_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.dice_table.horizontalHeader().setStretchLastSection(True)
-        lay.addWidget(self.dice_table, 1)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.dice_table, "Dice")
+        self.landmarks = QtLandmarkTable(state) if state is not None else None
+        if self.landmarks is not None:
+            self.tabs.addTab(self.landmarks, "Landmarks")
+        lay.addWidget(self.tabs, 1)
         self._legend_key = None
 
     def refresh_legend(self, state: ViewerState) -> None:

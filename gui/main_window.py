@@ -1,7 +1,9 @@
-"""The main window: the views, the info panel and the controls together, the menus, the dialogs.
+"""The main window: the view area, the controls, the menus, the dialogs.
 
 It owns what outlives one widget: the model cache, the registration worker, recent files and the
 bundled models; widgets only draw the :class:`fnoreg_gui.state.ViewerState` and call its setters.
+Opening and saving: :class:`fnoreg_gui.window_files.FilesMixin`; the view layout:
+:class:`fnoreg_gui.view_grid.QtViewGrid`; keys: :data:`fnoreg_gui.shortcuts.SHORTCUTS`.
 """
 
 from __future__ import annotations
@@ -9,29 +11,38 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtWidgets import QFileDialog, QGridLayout, QMainWindow, QMessageBox, QSplitter, QWidget
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter
 
 from . import render
 from .controls import QtControls
 from .info_panel import QtInfoPanel
-from .menus import build_menus, fill_bundled_menu, fill_recent_menu
-from .pipeline import ModelCache, check_model_fits, save_outputs
+from .menus import build_menus, fill_bundled_menu
+from .pipeline import ModelCache, check_model_fits
+from .probe import readout_rows
+from .qt_workarounds import protect_bools
+from .shortcuts import help_text
 from .state import ViewerState
+from .view_grid import QtViewGrid
 from .views import VIEW_NAMES, QtSliceView
+from .window_files import DEMO_DIR, MODEL_SUFFIXES, FilesMixin
 
-__all__ = ["MainWindow", "DEMO_DIR", "MODEL_SUFFIXES"]
+__all__ = ["MainWindow", "DEMO_DIR", "MODEL_SUFFIXES", "fit_to_screen"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_DIR = REPO_ROOT / "assets" / "demo"
-MODEL_SUFFIXES = (".onnx", ".engine")
-IMAGE_FILTER = "Images (*.nii *.nii.gz *.mgz *.mgh *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
+
+#: The window's size when it fits the screen.
+DEFAULT_SIZE = (1500, 920)
 MODEL_FILTER = "FNOReg models (*.onnx *.engine);;All files (*)"
 
 
-class MainWindow(QMainWindow):
-    """The app window: views and info panel left, controls right, File and Model menus.
+def fit_to_screen(size: tuple[int, int], available: tuple[int, int], margin: float = 0.92) -> tuple[int, int]:
+    """``size`` shrunk to ``margin`` of the screen's available (width, height), e.g. at 1.5x UI scaling."""
+    return (min(int(size[0]), int(available[0] * margin)), min(int(size[1]), int(available[1] * margin)))
+
+
+class MainWindow(FilesMixin, QMainWindow):
+    """The app window: views and info panel left, controls right; File, Model, View and Help menus.
 
     Parameters
     ----------
@@ -44,6 +55,10 @@ class MainWindow(QMainWindow):
     ----------
     views : list of QtSliceView
         One per view axis of the current images.
+    view_area : QtViewGrid
+        The views and the info panel, laid out as ``state.view`` says.
+    shortcut_actions : dict of str to QAction
+        One menu action per :data:`fnoreg_gui.shortcuts.SHORTCUTS` id.
     info : QtInfoPanel
     controls : QtControls
     worker : RegisterWorker or None
@@ -56,6 +71,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, state: ViewerState | None = None, settings: QSettings | None = None):
         super().__init__()
+        protect_bools()                     # PySide6 6.12.0 leaks a reference to True per emit
         self.setWindowTitle("FNOReg")
         self.setAcceptDrops(True)
         self.state = state or ViewerState()
@@ -70,10 +86,13 @@ class MainWindow(QMainWindow):
         self._interrupt_timer = QTimer(self)
         self._interrupt_timer.setInterval(50)
         self._interrupt_timer.timeout.connect(self._interrupt_worker)
-        self.views: list[QtSliceView] = []
-        self._views_key = None
+        self._elapsed_timer = QTimer(self)
+        self._elapsed_timer.setInterval(250)
+        self._elapsed_timer.timeout.connect(self._tick_progress)
+        self._progress_msg = ""
         self.bundled: dict[str, Path] = {}
-        self.info = QtInfoPanel()
+        self.shortcut_actions: dict = {}
+        self.info = QtInfoPanel(self.state)
         self.controls = QtControls(self.state)
         self.controls.register_requested.connect(self.start_registration)
         self.controls.cancel_requested.connect(self.cancel_registration)
@@ -81,9 +100,10 @@ class MainWindow(QMainWindow):
         self.controls.model_chosen.connect(self.set_model)
         self.controls.error.connect(self.show_error)
 
-        self.view_area = QWidget()
-        self.view_grid = QGridLayout(self.view_area)
-        self.view_grid.setContentsMargins(0, 0, 0, 0)
+        self.view_area = QtViewGrid(self.state, self.info)
+        self.view_grid = self.view_area.grid
+        self.probe_label = QLabel("")
+        self.statusBar().addPermanentWidget(self.probe_label)
         splitter = QSplitter()
         splitter.addWidget(self.view_area)
         splitter.addWidget(self.controls)
@@ -96,7 +116,9 @@ class MainWindow(QMainWindow):
         self._rebuild_views()
         self._refresh_models()
         self._refresh_controls()
-        self.resize(1500, 920)
+        screen = QGuiApplication.primaryScreen()
+        avail = screen.availableGeometry().size() if screen is not None else QSize(*DEFAULT_SIZE)
+        self.resize(*fit_to_screen(DEFAULT_SIZE, (avail.width(), avail.height())))
 
     # -- errors --------------------------------------------------------------------------------
     def show_error(self, title: str, message: str) -> None:
@@ -135,50 +157,56 @@ class MainWindow(QMainWindow):
             return False
 
     # -- state -> widgets -----------------------------------------------------------------------
+    @property
+    def views(self) -> list[QtSliceView]:
+        return self.view_area.views
+
     def _on_state_change(self, event: str) -> None:
-        if event in ("images",):
+        if event == "cursor":
+            self._refresh_cursor()
+            return
+        if event == "view":
+            for v in self.views:
+                v.apply_view()
+            return
+        if event == "layout":
+            self.view_area.arrange()
+            return
+        if event == "images":
             self._rebuild_views()
             self._auto_model()
+            self._update_title()
+            if self.worker is None:          # a new pair: no stale "cancelled after ..." / "registered in ..."
+                self.controls.progress.setValue(0)
+                self.controls.progress_label.setText("")
         if event in ("images", "labels", "result", "model"):
             self._refresh_controls()
         if event == "display":
             self.controls.sync_display()
+        if event in ("landmarks", "slice", "result", "images") and self.info.landmarks is not None:
+            self.info.landmarks.refresh()
         self.redraw()
-
-    #: grid cell per view axis (3-D): axial top left, coronal top right, sagittal bottom left; the info
-    #: panel (legend, numbers, Dice) fills the fourth quadrant.
-    _CELLS = {2: (0, 0), 1: (0, 1), 0: (1, 0)}
+        self._refresh_cursor()
 
     def _rebuild_views(self) -> None:
-        key = self.state.ndim
-        if key == self._views_key and self.views:
-            return
-        for v in self.views:
-            self.view_grid.removeWidget(v)
-            v.hide()
-            v.setParent(None)
-            v.deleteLater()
-        self.view_grid.removeWidget(self.info)
-        for i in range(2):
-            self.view_grid.setRowStretch(i, 0)
-            self.view_grid.setColumnStretch(i, 0)
-        axes = render.view_axes(key) if key else [None]
-        self.views = [QtSliceView(self.state, a) for a in axes]
-        if len(axes) == 3:
-            for v in self.views:
-                self.view_grid.addWidget(v, *self._CELLS[v.axis])
-            self.view_grid.addWidget(self.info, 1, 1)
-            for i in range(2):
-                self.view_grid.setRowStretch(i, 1)
-                self.view_grid.setColumnStretch(i, 1)
-        else:
-            self.view_grid.addWidget(self.views[0], 0, 0)
-            self.view_grid.addWidget(self.info, 0, 1)
-            self.view_grid.setColumnStretch(0, 3)
-            self.view_grid.setColumnStretch(1, 1)
-            self.view_grid.setRowStretch(0, 1)
-        self.info.show()
-        self._views_key = key
+        self.view_area.rebuild()
+
+    def _update_title(self) -> None:
+        """Window title: the fixed and moving files (folder/name), as ITK-SNAP shows its main image."""
+        st = self.state
+        name = lambda v: f"{v.path.parent.name}/{v.path.name}" if v is not None and v.path else None  # noqa: E731
+        parts = [p for p in (name(st.fixed), name(st.moving)) if p]
+        self.setWindowTitle(f"FNOReg — fixed {parts[0]} ← moving {parts[1]}" if len(parts) == 2 else
+                            f"FNOReg — {parts[0]}" if parts else "FNOReg")
+
+    def _refresh_cursor(self) -> None:
+        """Cursor inspector, the status bar's one-line probe, the active view's title."""
+        if self.info.inspector is not None:
+            self.info.inspector.refresh()
+        rows = dict(readout_rows(self.state))
+        self.probe_label.setText("  ".join(f"{k} {rows[k]}" for k in ("voxel", "fixed", "moved", "|u| mm",
+                                                                          "J (Jacobian)") if k in rows))
+        self.view_area.mark_active()
 
     def redraw(self) -> None:
         """Redraw every view, the frame note and the legend."""
@@ -196,107 +224,44 @@ class MainWindow(QMainWindow):
         self.controls.refresh(self.worker is not None, self.bundled)
         self.info.refresh(st, self.last_seconds if st.result is not None else None)
 
-    # -- opening -------------------------------------------------------------------------------
-    def open_pair(self, fixed, moving, fixed_labels=None, moving_labels=None) -> bool:
-        """Open a pair (and label maps); False after showing a dialog if any failed."""
-        if not self._guard("Cannot open the images", self.state.load_pair, fixed, moving):
-            return False
-        self._add_recent(fixed, moving)
-        ok = True
-        if fixed_labels:
-            ok &= self._guard("Cannot open the fixed labels", self.state.load_labels, "fixed", fixed_labels)
-        if moving_labels:
-            ok &= self._guard("Cannot open the moving labels", self.state.load_labels, "moving", moving_labels)
-        self._offer_resample()
-        return ok
-
-    def open_demo(self, which: str | None = None) -> bool:
-        """Open a bundled demo pair with its labels: ``"2d"``, ``"3d_2mm"`` (default) or ``"3d_1mm"``."""
-        which = which or "3d_2mm"
-        d = DEMO_DIR / which
-        if not (d / "fixed.nii.gz").exists():
-            self.show_error("No demo pair", f"{d} has no fixed.nii.gz; open your own images (File > Open)")
-            return False
-        ok = self.open_pair(d / "fixed.nii.gz", d / "moving.nii.gz", d / "fixed_labels.nii.gz",
-                            d / "moving_labels.nii.gz")
-        if ok:
-            self.state.label_names = _demo_label_names()
-            self._refresh_controls()
-        return ok
-
-    def open_file(self, role: str, path) -> bool:
-        """Open one file as ``"fixed"``, ``"moving"``, ``"fixed_labels"`` or ``"moving_labels"``."""
-        if role in ("fixed", "moving"):
-            ok = self._guard(f"Cannot open the {role} image", self.state.load_image, role, path)
-        elif role in ("fixed_labels", "moving_labels"):
-            ok = self._guard(f"Cannot open the {role.replace('_', ' ')}", self.state.load_labels,
-                             role.split("_")[0], path)
-        else:
-            raise ValueError(role)
-        if ok:
-            self._add_recent(path)
-            if role in ("fixed", "moving"):
-                self._offer_resample()
-        return ok
-
-    def _offer_resample(self) -> None:
-        """Fixed and moving on different grids: offer to put the moving image on the fixed grid."""
+    # -- keys and help -------------------------------------------------------------------------
+    def shortcut_slots(self) -> dict:
+        """What each :data:`fnoreg_gui.shortcuts.SHORTCUTS` id does."""
         st = self.state
-        if st.fixed is None or st.moving is None or st.same_grid:
-            return
-        f, m = st.fixed, st.moving
-        sp = lambda v: "x".join(f"{x:.2g}" for x in np.sqrt((v.affine[:3, :v.ndim] ** 2).sum(axis=0)))  # noqa: E731
-        self.ask("Images on different grids",
-                 f"The fixed image is {'x'.join(map(str, f.shape))} voxels ({sp(f)} mm) and the moving image is "
-                 f"{'x'.join(map(str, m.shape))} voxels ({sp(m)} mm), or they are placed differently.\n\n"
-                 "Resample the moving image (and its labels) onto the fixed grid? Their world coordinates (the "
-                 "affines) are used. Registration works either way (it resamples the same way), but only "
-                 "images on one grid can be compared before registering.",
-                 lambda: self._guard("Cannot resample", st.resample_moving_to_fixed),
-                 yes_text="Resample moving onto fixed", no_text="Keep as is")
+        return {
+            "open_fixed": lambda: self.open_dialog("fixed"), "save_outputs": self.save_dialog,
+            "save_screenshot": self.screenshot_dialog, "quit": self.close, "register": self.start_registration,
+            "next_slice": lambda: st.step_slice(1), "prev_slice": lambda: st.step_slice(-1),
+            "next_slice_fast": lambda: st.step_slice(5), "prev_slice_fast": lambda: st.step_slice(-5),
+            "zoom_in": lambda: st.zoom_by(1.25), "zoom_out": lambda: st.zoom_by(0.8), "fit": st.fit_views,
+            "flicker": lambda: self._guard("Flicker", st.toggle_flicker),
+            "flicker_off": lambda: self._guard("Flicker", st.set_display, flicker="off"),
+            "maximise": lambda: st.toggle_maximised(), "layout_2x2": lambda: st.set_layout("2x2"),
+            "layout_row": lambda: st.set_layout("row"), "layout_column": lambda: st.set_layout("column"),
+            "orientation": lambda: st.set_radiological(not st.view.radiological),
+            "add_landmark": lambda: self._guard("Landmark", st.add_landmark) and self._show_landmarks(),
+            "remove_landmark": lambda: st.remove_landmark(), "help": self.show_help,
+        }
 
-    def open_dialog(self, role: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, f"Open {role.replace('_', ' ')}", self._last_dir(), IMAGE_FILTER)
-        if path:
-            self.open_file(role, path)
+    def _show_landmarks(self) -> None:
+        if self.info.landmarks is not None:
+            self.info.tabs.setCurrentWidget(self.info.landmarks)
 
-    # drag and drop (see open_dropped)
-    def dragEnterEvent(self, ev):  # noqa: N802
-        if ev.mimeData().hasUrls():
-            ev.acceptProposedAction()
+    def show_help(self) -> QMessageBox:
+        """Help > Keyboard and mouse: every shortcut and mouse gesture (non-blocking)."""
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard and mouse", help_text(), QMessageBox.StandardButton.Ok,
+                          self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.last_help = box
+        box.open()
+        return box
 
-    def dropEvent(self, ev):  # noqa: N802
-        paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
-        self.open_dropped(paths)
+    def show_about(self) -> None:
+        from . import __version__
 
-    def open_dropped(self, paths) -> None:
-        """One model file -> model; two images -> fixed, moving; one image -> fixed, then moving."""
-        models = [p for p in paths if str(p).lower().endswith(MODEL_SUFFIXES)]
-        images = [p for p in paths if p not in models]
-        for p in models[:1]:
-            self.set_model(p)
-        if len(images) >= 2:
-            self.open_pair(images[0], images[1])
-        elif len(images) == 1:
-            self.open_file("moving" if self.state.fixed is not None else "fixed", images[0])
-
-    # recent files (QSettings)
-    def _add_recent(self, *paths) -> None:
-        recent = [str(p) for p in (self.settings.value("recent", []) or [])]
-        for p in paths:
-            p = str(Path(p).resolve())
-            if p in recent:
-                recent.remove(p)
-            recent.insert(0, p)
-        self.settings.setValue("recent", recent[:10])
-        self.settings.setValue("last_dir", str(Path(paths[-1]).resolve().parent))
-        self._refresh_recent()
-
-    def _last_dir(self) -> str:
-        return str(self.settings.value("last_dir", "") or "")
-
-    def _refresh_recent(self) -> None:
-        fill_recent_menu(self, [str(p) for p in (self.settings.value("recent", []) or [])])
+        QMessageBox.about(self, "About fnoreg-gui", f"fnoreg-gui {__version__}: register an image pair with an "
+                          "exported FNOReg model and inspect the result.")
 
     # -- models --------------------------------------------------------------------------------
     def set_model(self, path) -> bool:
@@ -320,7 +285,7 @@ class MainWindow(QMainWindow):
             return False
         self.state.set_model(path, card)
         if str(path.resolve()) not in {str(p.resolve()) for p in self.bundled.values()}:
-            self._add_recent(path)
+            self._add_recent(("model", path))
         notice = self.controls.notice_label
         if notice.isVisible() and "model" in notice.text():
             self.show_notice("")
@@ -387,6 +352,8 @@ class MainWindow(QMainWindow):
         self.controls.progress.setRange(0, 100)
         self.controls.progress.setValue(0)
         self.controls.progress_label.setText("starting...")
+        self._progress_msg = "starting"
+        self._elapsed_timer.start()
         self.worker.start()
         self._refresh_controls()
 
@@ -407,7 +374,15 @@ class MainWindow(QMainWindow):
         if self.worker is not None and self.worker.is_cancelled():
             return
         self.controls.progress.setValue(pct)
-        self.controls.progress_label.setText(f"{msg} ({time.perf_counter() - self._t_start:.1f} s)")
+        self._progress_msg = msg
+        self._tick_progress()
+
+    def _tick_progress(self) -> None:
+        """The elapsed time keeps counting while a stage runs (the runtime reports between stages only)."""
+        if self.worker is None or self.worker.is_cancelled():
+            self._elapsed_timer.stop()
+            return
+        self.controls.progress_label.setText(f"{self._progress_msg} ({time.perf_counter() - self._t_start:.1f} s)")
 
     def _on_done(self, result, moved_labels, seconds: float) -> None:
         self.last_seconds = seconds
@@ -425,6 +400,7 @@ class MainWindow(QMainWindow):
     def _on_thread_finished(self) -> None:
         w, self.worker = self.worker, None
         self._interrupt_timer.stop()
+        self._elapsed_timer.stop()
         if w is not None:
             w.deleteLater()
         self._refresh_controls()
@@ -440,44 +416,8 @@ class MainWindow(QMainWindow):
         if st.fixed is not None and st.moving is not None and st.model_path is not None and st.result is None:
             self.start_registration()
 
-    # -- saving --------------------------------------------------------------------------------
-    def save_to(self, folder) -> list[Path]:
-        """Write the outputs (:func:`fnoreg_gui.pipeline.save_outputs`) to ``folder``; [] after a dialog."""
-        try:
-            written = save_outputs(self.state, folder)
-        except Exception as exc:
-            self.show_error("Cannot save", f"{exc}")
-            return []
-        self.statusBar().showMessage(f"saved {len(written)} files to {folder}", 10000)
-        return written
-
-    def save_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Save outputs to folder", self._last_dir())
-        if folder:
-            self.save_to(folder)
-
-    def save_screenshot(self, path) -> bool:
-        """Save the views and the info panel as a PNG; False after a dialog."""
-        ok = self.view_area.grab().save(str(path), "PNG")
-        if not ok:
-            self.show_error("Cannot save the screenshot", f"could not write {path}; choose a writable .png path")
-        return ok
-
-    def screenshot_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", self._last_dir(), "PNG (*.png)")
-        if path:
-            self.save_screenshot(path if path.lower().endswith(".png") else path + ".png")
-
     def closeEvent(self, ev):  # noqa: N802
         if self.worker is not None:
             self.worker.cancel()
             self.worker.wait(30000)
         super().closeEvent(ev)
-
-
-def _demo_label_names() -> dict[int, str]:
-    try:  # numpy-only module; names of the harmonised demo labels
-        from fnoreg_core.data.templates import HARMONISED_LABELS
-    except Exception:
-        return {}
-    return dict(HARMONISED_LABELS)

@@ -1,5 +1,6 @@
-"""The main window's menu bar: File (open, demo pairs, recent files, save, quit) and Model (bundled, open,
-register). The actions call the window's own methods; nothing here holds state.
+"""The main window's menu bar: File, Model, View and Help. The actions call the window's own methods
+(:meth:`MainWindow.shortcut_slots`); their keys come from :data:`fnoreg_gui.shortcuts.SHORTCUTS`.
+Nothing here holds state.
 """
 
 from __future__ import annotations
@@ -7,21 +8,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu
+
+from .shortcuts import SHORTCUTS
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
 
-__all__ = ["build_menus", "fill_recent_menu", "fill_bundled_menu"]
+__all__ = ["build_menus", "fill_recent_menu", "fill_bundled_menu", "ROLE_TITLES"]
+
+#: How a recent file is listed per role.
+ROLE_TITLES = {"fixed": "fixed", "moving": "moving", "fixed_labels": "fixed labels",
+               "moving_labels": "moving labels", "model": "model"}
+
+
+def _shortcut_action(win: MainWindow, ident: str) -> QAction:
+    _, _, text, keys = next(row for row in SHORTCUTS if row[0] == ident)
+    act = QAction(text, win)
+    act.setShortcuts([QKeySequence(k) for k in keys])
+    act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    act.triggered.connect(win.shortcut_slots()[ident])
+    win.shortcut_actions[ident] = act
+    return act
 
 
 def build_menus(win: MainWindow) -> tuple[QMenu, QMenu]:
-    """Add the File and Model menus to ``win``'s menu bar.
-
-    Parameters
-    ----------
-    win : MainWindow
+    """Add the File, Model, View and Help menus to ``win``'s menu bar.
 
     Returns
     -------
@@ -31,48 +45,55 @@ def build_menus(win: MainWindow) -> tuple[QMenu, QMenu]:
         Model > Bundled models (filled by :func:`fill_bundled_menu`).
     """
     m = win.menuBar().addMenu("&File")
-    for text, slot, key in (
-        ("Open fixed image...", lambda: win.open_dialog("fixed"), QKeySequence.StandardKey.Open),
-        ("Open moving image...", lambda: win.open_dialog("moving"), None),
-        ("Open fixed labels...", lambda: win.open_dialog("fixed_labels"), None),
-        ("Open moving labels...", lambda: win.open_dialog("moving_labels"), None),
-        ("Open 3-D demo pair (2 mm)", lambda: win.open_demo("3d_2mm"), None),
-        ("Open 2-D demo pair", lambda: win.open_demo("2d"), None),
+    m.addAction(_shortcut_action(win, "open_fixed"))
+    for text, slot in (
+        ("Open moving image...", lambda: win.open_dialog("moving")),
+        ("Open fixed labels...", lambda: win.open_dialog("fixed_labels")),
+        ("Open moving labels...", lambda: win.open_dialog("moving_labels")),
+        ("Open 3-D demo pair (2 mm)", lambda: win.open_demo("3d_2mm")),
+        ("Open 3-D demo pair (1 mm)", lambda: win.open_demo("3d_1mm")),
+        ("Open 2-D demo pair", lambda: win.open_demo("2d")),
     ):
         act = QAction(text, win)
         act.triggered.connect(slot)
-        if key is not None:
-            act.setShortcut(key)
         m.addAction(act)
     recent_menu = m.addMenu("Recent files")
     m.addSeparator()
-    for text, slot in (("Save outputs...", win.save_dialog), ("Save screenshot...", win.screenshot_dialog)):
-        act = QAction(text, win)
-        act.triggered.connect(slot)
-        m.addAction(act)
+    m.addAction(_shortcut_action(win, "save_outputs"))
+    m.addAction(_shortcut_action(win, "save_screenshot"))
     m.addSeparator()
-    act = QAction("Quit", win)
-    act.setShortcut(QKeySequence.StandardKey.Quit)
-    act.triggered.connect(win.close)
-    m.addAction(act)
+    m.addAction(_shortcut_action(win, "quit"))
     mm = win.menuBar().addMenu("&Model")
     bundled_menu = mm.addMenu("Bundled models")
     act = QAction("Open model...", win)
     act.triggered.connect(win.choose_model)
     mm.addAction(act)
-    act = QAction("Register", win)
-    act.setShortcut(QKeySequence("Ctrl+R"))
-    act.triggered.connect(win.start_registration)
-    mm.addAction(act)
+    mm.addAction(_shortcut_action(win, "register"))
+    vm = win.menuBar().addMenu("&View")
+    hm = win.menuBar().addMenu("&Help")
+    for ident, menu, _, _ in SHORTCUTS:
+        if menu == "View":
+            vm.addAction(_shortcut_action(win, ident))
+            if ident in ("prev_slice_fast", "fit", "flicker_off", "layout_column", "orientation"):
+                vm.addSeparator()
+        elif menu == "Help":
+            hm.addAction(_shortcut_action(win, ident))
+    act = QAction("Clear landmarks", win)
+    act.triggered.connect(win.state.clear_landmarks)
+    vm.addAction(act)
+    act = QAction("About fnoreg-gui", win)
+    act.triggered.connect(win.show_about)
+    hm.addAction(act)
     return recent_menu, bundled_menu
 
 
-def fill_recent_menu(win: MainWindow, paths: list[str]) -> None:
-    """One action per recent file in ``win.recent_menu``; it opens the file as if dropped."""
+def fill_recent_menu(win: MainWindow, entries: list[tuple[str, str | None]]) -> None:
+    """One action per recent file (role, path) in ``win.recent_menu``; it reopens the file in its role
+    (entries without a role, from older settings, open as if dropped)."""
     win.recent_menu.clear()
-    for p in paths:
-        act = QAction(p, win)
-        act.triggered.connect(lambda _=False, p=p: win.open_dropped([p]))
+    for role, p in entries:
+        act = QAction(f"{ROLE_TITLES.get(role, 'file')}: {p}", win)
+        act.triggered.connect(lambda _=False, r=role, p=p: win.open_recent(r, p))
         win.recent_menu.addAction(act)
 
 

@@ -1,24 +1,29 @@
-"""Pure numpy rendering: the RGB frame (uint8, rows x cols x 3) of one view of a :class:`ViewerState`.
+"""Pure numpy rendering: the RGB panels (uint8, rows x cols x 3) of one view of a :class:`ViewerState`.
 
 Display orientation: a 2-D image (X, Y) and each 3-D slice show their first in-plane array axis
-left -> right (columns) and the second bottom -> top (rows), i.e. ``frame = slice.T[::-1]``. Images
-are RAS+ (``load_image(canonical=True)``), so axial views have anterior at the top and the patient's
-right on the right ("neurological").
+left -> right (columns) and the second bottom -> top (rows), i.e. ``panel = slice.T[::-1]``. Images
+are RAS+ (``load_image(canonical=True)``), so axial views have anterior at the top. 3-D views whose
+columns run along the patient's left-right axis are mirrored in radiological display
+(``state.view.radiological``, the default: the patient's right on the screen's left);
+:func:`orientation_labels` names every edge.
 
 Views: 2-D: one view (``axis=None``); 3-D: ``axis`` = the array axis sliced (0 sagittal, 1 coronal,
-2 axial) at ``state.slices[axis]``.
+2 axial) at ``state.slices[axis]``. A view has one panel, or three in side-by-side mode
+(fixed | moving | moved), each drawn by its own widget (:func:`panels`); :func:`frame` joins them.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
+from .colours import DIVERGING, HEAT, apply_lut, colour_bar, colourise, label_colours
+from .legend import legend
+from .probe import axis_codes
 from .state import ViewerState
 
-__all__ = ["view_axes", "in_plane_axes", "extract", "frame", "panel_count", "display_to_voxel", "frame_note",
-           "label_colours", "colour_bar", "legend", "FOLD_COLOUR", "GRID_COLOUR"]
+__all__ = ["view_axes", "in_plane_axes", "extract", "frame", "panels", "panel_count", "panel_titles",
+           "display_to_voxel", "voxel_to_display", "flipped", "orientation_labels", "frame_note", "label_colours",
+           "colour_bar", "legend", "FOLD_COLOUR", "GRID_COLOUR"]
 
 #: Colour of folded voxels (J <= 0) in the Jacobian heatmap.
 FOLD_COLOUR = np.array([0, 255, 0], dtype=np.float32)
@@ -40,16 +45,37 @@ def in_plane_axes(ndim: int, axis: int | None) -> tuple[int, int]:
 
 
 def extract(arr: np.ndarray, axis: int | None, index: int) -> np.ndarray:
-    """Slice of a spatial array (2-D: the array) in display orientation (rows, cols)."""
+    """Slice of a spatial array (2-D: the array) in neurological display orientation (rows, cols)."""
     s = arr if axis is None or arr.ndim == 2 else np.take(arr, index, axis=axis)
     return s.T[::-1]
 
 
+def flipped(state: ViewerState, axis: int | None) -> bool:
+    """The view's columns are mirrored: radiological display of a view whose columns run left-right."""
+    if state.fixed is None or state.fixed.ndim != 3 or not state.view.radiological:
+        return False
+    a0, _ = in_plane_axes(3, axis)
+    return axis_codes(state.fixed.affine)[a0] in (("L", "R"), ("R", "L"))
+
+
+def orientation_labels(state: ViewerState, axis: int | None) -> dict[str, str]:
+    """Patient direction at each edge of a 3-D view: ``{"left", "right", "top", "bottom"}`` (2-D: empty)."""
+    if state.fixed is None or state.fixed.ndim != 3:
+        return {}
+    codes = axis_codes(state.fixed.affine)
+    a0, a1 = in_plane_axes(3, axis)
+    left, right = codes[a0][::-1] if flipped(state, axis) else codes[a0]
+    return {"left": left, "right": right, "top": codes[a1][1], "bottom": codes[a1][0]}
+
+
 def display_to_voxel(state: ViewerState, axis: int | None, row: float, col: float) -> tuple[int, ...]:
-    """Voxel (array order, fixed grid) under a display pixel; ``col`` is taken modulo one panel's width."""
+    """Voxel (array order, fixed grid) under a display pixel of a panel; ``col`` is taken modulo one
+    panel's width (so pixels of :func:`frame`'s joined panels work too)."""
     shape = state.shape
     a0, a1 = in_plane_axes(len(shape), axis)
     col = int(np.floor(col)) % shape[a0]
+    if flipped(state, axis):
+        col = shape[a0] - 1 - col
     row = int(np.floor(row))
     point = list(state.slices[: len(shape)])
     point[a0] = col
@@ -57,8 +83,29 @@ def display_to_voxel(state: ViewerState, axis: int | None, row: float, col: floa
     return tuple(int(np.clip(p, 0, n - 1)) for p, n in zip(point, shape))
 
 
+def voxel_to_display(state: ViewerState, axis: int | None, point) -> tuple[float, float]:
+    """(col, row) display coordinates of the centre of a (possibly fractional) fixed voxel."""
+    shape = state.shape
+    a0, a1 = in_plane_axes(len(shape), axis)
+    c = float(point[a0])
+    if flipped(state, axis):
+        c = shape[a0] - 1 - c
+    return c + 0.5, shape[a1] - 1 - float(point[a1]) + 0.5
+
+
+def panel_titles(state: ViewerState) -> list[str]:
+    """Titles of the panels of every view (their number is :func:`panel_count`)."""
+    d = state.display
+    if d.flicker != "off":
+        return [f"{d.flicker} (flicker: F)"]
+    if d.mode == "side_by_side":
+        return ["fixed", "moving", "moved" if state.result is not None else "moved (press Register)"]
+    return [{"red_cyan": "fixed red, moved cyan", "blend": f"blend {1 - d.blend:.2f} fixed + {d.blend:.2f} moved",
+             "checkerboard": "checkerboard fixed / moved", "difference": "fixed - moved"}[d.mode]]
+
+
 def panel_count(state: ViewerState) -> int:
-    return 3 if state.display.mode == "side_by_side" else 1
+    return len(panel_titles(state))
 
 
 def frame_note(state: ViewerState) -> str:
@@ -74,47 +121,11 @@ def frame_note(state: ViewerState) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# colour helpers
-
-
-def _lut(anchors: Sequence[Sequence[float]], n: int = 256) -> np.ndarray:
-    anchors = np.asarray(anchors, dtype=np.float32)
-    x = np.linspace(0, 1, len(anchors))
-    t = np.linspace(0, 1, n)
-    return np.stack([np.interp(t, x, anchors[:, c]) for c in range(3)], axis=1).astype(np.float32)
-
-
-_HEAT = _lut([(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)])   # inferno-like
-_DIVERGING = _lut([(33, 102, 172), (146, 197, 222), (247, 247, 247), (244, 165, 130), (178, 24, 43)])
-
-
-def _apply_lut(values01: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    idx = np.clip((values01 * (len(lut) - 1)).astype(np.int32), 0, len(lut) - 1)
-    return lut[idx]
+# layers
 
 
 def _window(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip((img.astype(np.float32) - lo) * (1.0 / (hi - lo)), 0.0, 1.0)
-
-
-def _grey(img01: np.ndarray) -> np.ndarray:
-    return np.repeat(img01[..., None] * 255.0, 3, axis=2)
-
-
-def label_colours(labels: np.ndarray) -> np.ndarray:
-    """Deterministic distinct RGB (0-255 float) per label value (golden-ratio hues); 0 -> black."""
-    lab = labels.astype(np.int64)
-    h = (lab * 0.618033988749895) % 1.0
-    s, v = 0.75, 1.0
-    i = np.floor(h * 6).astype(np.int32) % 6
-    f = h * 6 - np.floor(h * 6)
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    r = np.choose(i, [v, q, p, p, t, v])
-    g = np.choose(i, [t, v, v, q, p, p])
-    b = np.choose(i, [p, p, t, v, v, q])
-    rgb = np.stack([r, g, b], axis=-1).astype(np.float32) * 255.0
-    rgb[lab == 0] = 0
-    return rgb
 
 
 def _contour(lab: np.ndarray) -> np.ndarray:
@@ -126,20 +137,24 @@ def _contour(lab: np.ndarray) -> np.ndarray:
     return edge & (lab != 0)
 
 
-def _draw_labels(rgb: np.ndarray, lab: np.ndarray | None, mode: str, alpha: float) -> np.ndarray:
-    if lab is None or mode == "none":
-        return rgb
-    mask = _contour(lab) if mode == "contour" else lab != 0
-    if not mask.any():
-        return rgb
-    col = label_colours(lab[mask])
-    a = 1.0 if mode == "contour" else alpha
-    rgb[mask] = (1 - a) * rgb[mask] + a * col
+def _paint(rgb: np.ndarray, lab: np.ndarray, mask: np.ndarray, a: float) -> np.ndarray:
+    if mask.any():
+        rgb[mask] = (1 - a) * rgb[mask] + a * label_colours(lab[mask])
     return rgb
 
 
-# ------------------------------------------------------------------------------------------------
-# the frame
+def _draw_labels(rgb: np.ndarray, lab: np.ndarray | None, mode: str, opacity: float,
+                 dotted: np.ndarray | None = None) -> np.ndarray:
+    """Labels of one image: filled (``opacity``) or solid contours; with ``dotted`` (an extra label
+    slice, the moved labels) its contours too, every other pixel, so both outlines show together."""
+    if mode == "none":
+        return rgb
+    if lab is not None:
+        rgb = _paint(rgb, lab, _contour(lab) if mode == "contour" else lab != 0, 1.0 if mode == "contour" else opacity)
+    if dotted is not None:
+        rr, cc = np.indices(dotted.shape, sparse=True)
+        rgb = _paint(rgb, dotted, _contour(dotted) & ((rr + cc) % 2 == 0), 1.0)
+    return rgb
 
 
 def _windows(state: ViewerState) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -185,7 +200,8 @@ def _draw_grid(res, d, rgb: np.ndarray, axis: int | None, index: int, fg: np.nda
     line = (np.abs(p0 - np.round(p0)) <= w0) | (np.abs(p1 - np.round(p1)) <= w1)
     if fg is not None:
         line &= fg
-    rgb[line] = (1 - d.alpha) * rgb[line] + d.alpha * GRID_COLOUR if d.alpha < 1 else GRID_COLOUR
+    a = d.overlay_opacity
+    rgb[line] = (1 - a) * rgb[line] + a * GRID_COLOUR if a < 1 else GRID_COLOUR
     return rgb
 
 
@@ -199,8 +215,8 @@ def _blend_in(rgb: np.ndarray, heat: np.ndarray, alpha: float, fg: np.ndarray | 
 
 def _overlay(state: ViewerState, rgb: np.ndarray, axis: int | None, index: int,
              fg: np.ndarray | None = None) -> np.ndarray:
-    """Deformation overlay on ``rgb``; heatmaps and grid only where ``fg`` (the fixed image's
-    foreground) is True, folded voxels everywhere."""
+    """Deformation overlay on ``rgb`` (opacity ``overlay_opacity``); heatmaps and grid only where
+    ``fg`` (the fixed image's foreground) is True, folded voxels everywhere."""
     d, res = state.display, state.result
     if res is None or d.overlay == "none":
         return rgb
@@ -209,14 +225,14 @@ def _overlay(state: ViewerState, rgb: np.ndarray, axis: int | None, index: int,
         return _draw_grid(res, d, rgb, axis, index, fg)
     if d.overlay == "displacement":
         mag = np.sqrt(sum(extract(res.ddf_mm[c], axis, index).astype(np.float32) ** 2 for c in range(ndim)))
-        heat = _apply_lut(mag / state.disp_max_mm(), _HEAT)
-        out = _blend_in(rgb, heat, d.alpha, fg)
+        heat = apply_lut(mag / state.disp_max_mm(), HEAT)
+        out = _blend_in(rgb, heat, d.overlay_opacity, fg)
         return _draw_grid(res, d, out, axis, index, fg) if d.grid_on_heatmap else out
     if d.overlay == "jacobian":
         jac = extract(res.jacobian, axis, index).astype(np.float32)
         logj = np.log(np.maximum(jac, 1e-6))
-        heat = _apply_lut(np.clip(logj / d.jac_range, -1, 1) * 0.5 + 0.5, _DIVERGING)
-        out = _blend_in(rgb, heat, d.alpha, fg)
+        heat = apply_lut(np.clip(logj / d.jac_range, -1, 1) * 0.5 + 0.5, DIVERGING)
+        out = _blend_in(rgb, heat, d.overlay_opacity, fg)
         if d.grid_on_heatmap:
             out = _draw_grid(res, d, out, axis, index, fg)
         out[jac <= 0] = FOLD_COLOUR
@@ -224,8 +240,17 @@ def _overlay(state: ViewerState, rgb: np.ndarray, axis: int | None, index: int,
     raise ValueError(f"unknown overlay {d.overlay!r}")
 
 
-def frame(state: ViewerState, axis: int | None = None) -> np.ndarray:
-    """The RGB frame (uint8, rows x cols x 3) of one view: 2-D ``axis=None``; 3-D ``axis`` in 0, 1, 2."""
+# ------------------------------------------------------------------------------------------------
+# panels
+
+
+def _finish(rgb: np.ndarray, flip: bool) -> np.ndarray:
+    return np.clip(rgb[:, ::-1] if flip else rgb, 0, 255).astype(np.uint8)
+
+
+def panels(state: ViewerState, axis: int | None = None) -> list[np.ndarray]:
+    """The RGB panels (uint8, rows x cols x 3, display orientation) of one view: 2-D ``axis=None``;
+    3-D ``axis`` in 0, 1, 2. Three in side-by-side mode (fixed, moving, moved), else one."""
     if state.fixed is None:
         raise ValueError("no fixed image")
     if state.fixed.ndim == 3 and axis not in (0, 1, 2):
@@ -233,99 +258,67 @@ def frame(state: ViewerState, axis: int | None = None) -> np.ndarray:
     if state.fixed.ndim == 2:
         axis = None
     d = state.display
+    flip = flipped(state, axis)
     index = state.slices[axis] if axis is not None else 0
     (flo, fhi), (mlo, mhi) = _windows(state)
     fixed = _window(extract(state.fixed.data, axis, index), flo, fhi)
     fg = fixed > FOREGROUND if d.overlay != "none" else None
     other = state.moved_or_moving()
-    moved = _window(extract(other, axis, index), mlo, mhi) if other is not None else None
     fl = extract(state.fixed_labels.data, axis, index) if state.fixed_labels is not None else None
     ml_arr = state.moved_labels_or_moving()
     ml = extract(ml_arr, axis, index) if ml_arr is not None else None
+    show_f = d.label_layers in ("both", "fixed")
+    show_m = d.label_layers in ("both", "moved")
+    shape = fixed.shape
+
+    if d.flicker != "off":
+        if d.flicker == "fixed" or other is None:
+            return [_finish(_draw_labels(colourise(fixed, d.cmap), fl, d.label_mode, d.label_opacity), flip)]
+        moved = _window(extract(other, axis, index), mlo, mhi)
+        rgb = _draw_labels(colourise(moved, d.cmap), ml, d.label_mode, d.label_opacity)
+        return [_finish(_overlay(state, rgb, axis, index, fg), flip)]
 
     if d.mode == "side_by_side":
-        shape = fixed.shape
-        f_rgb = _draw_labels(_grey(fixed), fl, d.label_mode, d.alpha)
+        f_rgb = _draw_labels(colourise(fixed, d.cmap), fl if show_f else None, d.label_mode, d.label_opacity)
         if state.moving is not None:
             mov = _window(_moving_slice(state, state.moving.data, axis), mlo, mhi)
-            mov_lab = _moving_slice(state, state.moving_labels.data, axis) if state.moving_labels is not None else None
-            m_rgb = _fit(_draw_labels(_grey(mov), mov_lab, d.label_mode, d.alpha), shape)
+            mov_lab = _moving_slice(state, state.moving_labels.data, axis) \
+                if state.moving_labels is not None and show_m else None
+            m_rgb = _fit(_draw_labels(colourise(mov, d.cmap), mov_lab, d.label_mode, d.label_opacity), shape)
         else:
             m_rgb = np.zeros(shape + (3,), dtype=np.float32)
         if state.result is not None:
-            r_rgb = _draw_labels(_grey(_window(extract(state.result.moved, axis, index), mlo, mhi)),
-                                 ml if state.moved_labels is not None else None, d.label_mode, d.alpha)
+            r_rgb = _draw_labels(colourise(_window(extract(state.result.moved, axis, index), mlo, mhi), d.cmap),
+                                 ml if state.moved_labels is not None and show_m else None, d.label_mode,
+                                 d.label_opacity)
             r_rgb = _overlay(state, r_rgb, axis, index, fg)
         else:
             r_rgb = np.zeros(shape + (3,), dtype=np.float32)
-        out = np.concatenate([f_rgb, m_rgb, r_rgb], axis=1)
-        return np.clip(out, 0, 255).astype(np.uint8)
+        return [_finish(f_rgb, flip), _finish(m_rgb, flip), _finish(r_rgb, flip)]
 
+    moved = _window(extract(other, axis, index), mlo, mhi) if other is not None else None
     if moved is None:
-        rgb = _grey(fixed)
+        rgb = colourise(fixed, d.cmap)
     elif d.mode == "red_cyan":
         rgb = np.stack([fixed, moved, moved], axis=-1) * 255.0
     elif d.mode == "blend":
-        rgb = _grey((1 - d.alpha) * fixed + d.alpha * moved)
+        rgb = colourise((1 - d.blend) * fixed + d.blend * moved, d.cmap)
     elif d.mode == "checkerboard":
         t = int(d.checker_tile)
-        rr, cc = np.indices(fixed.shape)
+        rr, cc = np.indices(fixed.shape, sparse=True)
         pick = ((rr // t + cc // t) % 2).astype(bool)
-        rgb = _grey(np.where(pick, moved, fixed))
+        rgb = colourise(np.where(pick, moved, fixed), d.cmap)
     elif d.mode == "difference":
-        rgb = _apply_lut(np.clip((fixed - moved) * 0.5 + 0.5, 0, 1), _DIVERGING)
+        rgb = apply_lut(np.clip((fixed - moved) * 0.5 + 0.5, 0, 1), DIVERGING)
     else:
         raise ValueError(f"unknown mode {d.mode!r}")
-    rgb = _draw_labels(rgb, fl, d.label_mode, d.alpha)
+    dotted = ml if show_m and show_f and d.label_mode != "none" else None
+    rgb = _draw_labels(rgb, fl if show_f else ml if show_m else None, d.label_mode, d.label_opacity, dotted)
     rgb = _overlay(state, rgb, axis, index, fg)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    return [_finish(rgb, flip)]
 
 
-# ------------------------------------------------------------------------------------------------
-# legend
-
-
-def colour_bar(kind: str, width: int = 256, height: int = 14) -> np.ndarray:
-    """A horizontal colour bar (uint8, height x width x 3) of the ``"heat"`` or ``"diverging"`` map."""
-    lut = {"heat": _HEAT, "diverging": _DIVERGING}.get(kind)
-    if lut is None:
-        raise ValueError(f"kind must be 'heat' or 'diverging', got {kind!r}")
-    row = _apply_lut(np.linspace(0.0, 1.0, width, dtype=np.float32), lut)
-    return np.ascontiguousarray(np.broadcast_to(row[None], (height, width, 3)).astype(np.uint8))
-
-
-def legend(state: ViewerState) -> list[tuple]:
-    """What the colours of the current frame mean, as rows for the legend widget.
-
-    Each row is ``("swatch", (r, g, b), text)``, ``("bar", kind, (lo, mid, hi), text)`` (a
-    :func:`colour_bar`) or ``("text", text)``.
-    """
-    d = state.display
-    rows: list[tuple] = []
-    if d.mode == "side_by_side":
-        rows.append(("text", "panels: fixed | moving | moved"))
-    elif d.mode == "red_cyan":
-        rows += [("swatch", (255, 0, 0), "fixed"), ("swatch", (0, 255, 255), "moved"),
-                 ("swatch", (200, 200, 200), "both (aligned)")]
-    elif d.mode == "blend":
-        rows.append(("text", f"blend: {1 - d.alpha:.2f} fixed + {d.alpha:.2f} moved (alpha slider)"))
-    elif d.mode == "checkerboard":
-        rows.append(("text", f"checkerboard: fixed / moved tiles of {d.checker_tile} px"))
-    elif d.mode == "difference":
-        rows.append(("bar", "diverging", ("-1", "0", "+1"), "fixed - moved (windowed intensities)"))
-    res = state.result
-    if d.overlay != "none" and res is None:
-        rows.append(("text", f"{d.overlay} overlay: press Register"))
-    if res is not None and (d.overlay == "grid" or (d.grid_on_heatmap and d.overlay in ("displacement", "jacobian"))):
-        rows.append(("swatch", tuple(int(v) for v in GRID_COLOUR), f"warped grid, every {d.grid_spacing} voxels"))
-    if res is not None and d.overlay == "displacement":
-        rows.append(("bar", "heat", ("0", "", f"{state.disp_max_mm():.1f} mm"), "displacement magnitude |u|"))
-    elif res is not None and d.overlay == "jacobian":
-        r = d.jac_range
-        rows.append(("bar", "diverging", (f"{np.exp(-r):.2f}", "1", f"{np.exp(r):.2f}"),
-                     "Jacobian determinant J (log scale): blue shrinks, red grows"))
-        rows.append(("swatch", tuple(int(v) for v in FOLD_COLOUR),
-                     f"folded, J <= 0: {res.folding['nonpositive_pct']:.3f} % of voxels"))
-    if d.label_mode != "none" and state.fixed_labels is not None:
-        rows.append(("text", f"labels ({d.label_mode}): colours as in the Dice table"))
-    return rows
+def frame(state: ViewerState, axis: int | None = None) -> np.ndarray:
+    """The panels of one view side by side in one RGB frame (uint8, rows x cols x 3)."""
+    ps = panels(state, axis)
+    return ps[0] if len(ps) == 1 else np.concatenate(ps, axis=1)

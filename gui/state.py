@@ -3,18 +3,24 @@
 Widgets observe a :class:`ViewerState` (``state.subscribe(callback)``; the callback receives one
 event name from :data:`EVENTS`) and draw the RGB frames that :mod:`fnoreg_gui.render` composes from
 it. Everything here is plain Python + numpy, so the logic is tested without drawing anything.
+Zoom/pan, orientation, layout, the hovered voxel and landmarks live in :mod:`fnoreg_gui.view_state`
+(mixed into :class:`ViewerState`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Volume", "ViewerState", "MODES", "OVERLAYS", "LABEL_MODES", "EVENTS", "RASTER_SUFFIXES",
-           "load_volume", "robust_window"]
+from .colours import CMAPS
+from .view_state import LAYOUTS, ViewSettings, ViewStateMixin
+from .volume import RASTER_SUFFIXES, Volume, load_volume, robust_window
+
+__all__ = ["Volume", "ViewerState", "Display", "MODES", "OVERLAYS", "LABEL_MODES", "LABEL_LAYERS", "FLICKER",
+           "EVENTS", "LAYOUTS", "RASTER_SUFFIXES", "load_volume", "robust_window"]
 
 #: Display modes: how fixed and moved (before registration: moving) are shown together.
 MODES = ("side_by_side", "red_cyan", "blend", "checkerboard", "difference")
@@ -22,122 +28,41 @@ MODES = ("side_by_side", "red_cyan", "blend", "checkerboard", "difference")
 OVERLAYS = ("none", "grid", "displacement", "jacobian")
 #: How label maps are drawn.
 LABEL_MODES = ("none", "fill", "contour")
-#: Event names passed to observers.
-EVENTS = ("images", "labels", "result", "display", "slice", "model")
-
-#: 2-D raster formats read with Pillow (or Qt's QImage when Pillow is absent).
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-@dataclass
-class Volume:
-    """An image or label map: array (X, Y[, Z]) in RAS array order, its affine and where it came from."""
-
-    data: np.ndarray
-    affine: np.ndarray
-    path: Path | None = None
-    labels: bool = False
-    window: tuple[float, float] = (0.0, 1.0)
-    #: (shape, affine) of the grid it was resampled from (:meth:`ViewerState.resample_moving_to_fixed`)
-    source_grid: tuple[tuple[int, ...], np.ndarray] | None = None
-
-    @property
-    def ndim(self) -> int:
-        return self.data.ndim
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
-
-
-def robust_window(data: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -> tuple[float, float]:
-    """Display window (lo, hi) from percentiles of a subsample (fast on 1 mm brains)."""
-    flat = np.asarray(data, dtype=np.float32).ravel()
-    if flat.size > 1_000_000:
-        flat = flat[:: flat.size // 1_000_000 + 1]
-    lo, hi = (float(v) for v in np.percentile(flat, [lo_pct, hi_pct]))
-    if not hi > lo:
-        lo, hi = float(flat.min()), float(flat.max())
-        if not hi > lo:
-            hi = lo + 1.0
-    return lo, hi
-
-
-def _read_raster(path: Path) -> np.ndarray:
-    try:
-        from PIL import Image
-    except ImportError:  # Qt is there whenever the GUI runs
-        from PySide6.QtGui import QImage
-
-        qimg = QImage(str(path))
-        if qimg.isNull():
-            raise ValueError("Qt cannot read it")
-        qimg = qimg.convertToFormat(QImage.Format.Format_Grayscale8)
-        w, h, bpl = qimg.width(), qimg.height(), qimg.bytesPerLine()
-        buf = np.frombuffer(qimg.constBits(), dtype=np.uint8, count=h * bpl).reshape(h, bpl)
-        return buf[:, :w].astype(np.float32)
-    with Image.open(path) as img:
-        img.seek(0)
-        if img.mode in ("I;16", "I;16B", "I", "F"):
-            arr = np.asarray(img, dtype=np.float32)
-        else:
-            arr = np.asarray(img.convert("L"), dtype=np.float32)
-    return arr
-
-
-def load_volume(path: str | Path, labels: bool = False) -> Volume:
-    """Open NIfTI / MGZ (via :func:`fnoreg_core.io.load_image`) or a 2-D PNG/JPG/TIFF/BMP.
-
-    Raster images are read as grey values; array order (X, Y) with X = column and Y = row counted
-    from the bottom (so they display upright), identity affine (1 mm pixels).
-
-    Raises
-    ------
-    fnoreg_core.io.ImageError
-        Missing or unreadable file, unsupported format, 4-D data, non-finite values, non-integer labels.
-    """
-    from fnoreg_core.io import IMAGE_SUFFIXES, ImageError, load_image
-
-    path = Path(path)
-    name = path.name.lower()
-    if name.endswith(RASTER_SUFFIXES):
-        if not path.is_file():
-            raise ImageError(f"image {path} does not exist; check the path")
-        try:
-            img = _read_raster(path)
-        except Exception as exc:
-            raise ImageError(f"{path} is not a readable image ({type(exc).__name__}: {exc}); "
-                             f"expected PNG, JPG, TIFF or BMP") from None
-        data = np.ascontiguousarray(img[::-1, :].T)
-        if labels:
-            data = data.astype(np.int32)
-        return Volume(data=data, affine=np.eye(4), path=path, labels=labels,
-                      window=(0.0, 1.0) if labels else robust_window(data))
-    if not name.endswith(IMAGE_SUFFIXES):
-        raise ImageError(f"{path.name}: unsupported file type; open NIfTI/MGZ ({', '.join(IMAGE_SUFFIXES)}) "
-                         f"or, for 2-D, {', '.join(RASTER_SUFFIXES)}")
-    li = load_image(path, canonical=True, labels=labels)
-    return Volume(data=li.data, affine=li.affine, path=path, labels=labels,
-                  window=(0.0, 1.0) if labels else robust_window(li.data))
+#: Which label maps the compare modes draw: "both" = fixed (as ``label_mode``) + moved (dotted contours).
+LABEL_LAYERS = ("both", "fixed", "moved")
+#: Flicker: one image alone in every view (the F key toggles fixed / moved); "off" shows ``mode``.
+FLICKER = ("off", "fixed", "moved")
+#: Event names passed to observers. "view": zoom / pan; "layout": layout / maximised view;
+#: "cursor": the voxel under the mouse; "landmarks": landmarks added or removed.
+EVENTS = ("images", "labels", "result", "display", "slice", "model", "view", "layout", "cursor", "landmarks")
 
 
 @dataclass
 class Display:
-    """Display settings (all plain values)."""
+    """Display settings (all plain values). Each opacity belongs to one layer; none doubles as another."""
 
     mode: str = "side_by_side"
     overlay: str = "none"
     label_mode: str = "none"
-    alpha: float = 0.5           # blend: weight of the moved image; overlays/labels: their opacity
+    label_layers: str = "both"   # see LABEL_LAYERS
+    blend: float = 0.5           # blend mode only: weight of the moved image (0 fixed .. 1 moved)
+    overlay_opacity: float = 0.6  # |u| / Jacobian heatmap and warped grid
+    label_opacity: float = 0.45  # filled labels (contours are opaque)
+    cmap: str = "grey"           # colour map of the images (side by side, blend, checkerboard, flicker)
     checker_tile: int = 16       # checkerboard tile, pixels
     grid_spacing: int = 8        # warped grid line spacing, voxels
     grid_on_heatmap: bool = False  # also draw the warped grid over the |u| / Jacobian heatmaps
     window: tuple[float, float] | None = None  # None: each image's own robust window
     jac_range: float = 1.0       # Jacobian heatmap: |log J| mapped to full colour at this value
     disp_max_mm: float | None = None  # |u| heatmap: full colour at this (None: the field's 99th pct)
+    flicker: str = "off"         # see FLICKER
 
 
-class ViewerState:
+_CHOICES = {"mode": MODES, "overlay": OVERLAYS, "label_mode": LABEL_MODES, "label_layers": LABEL_LAYERS,
+            "flicker": FLICKER, "cmap": tuple(CMAPS)}
+
+
+class ViewerState(ViewStateMixin):
     """Everything the app shows, with Qt-free observers.
 
     Attributes are read freely; change them through the ``set_*`` / ``load_*`` methods, which
@@ -157,6 +82,9 @@ class ViewerState:
         self.label_names: dict[int, str] = {}  # label value -> name (shown in the Dice table)
         self.display = Display()
         self.slices: list[int] = [0, 0, 0]   # crosshair, voxel index per array axis
+        self.view = ViewSettings()           # zoom/pan, orientation, layout (fnoreg_gui.view_state)
+        self.hover: tuple[int, ...] | None = None  # voxel under the mouse (None: outside the views)
+        self.landmarks: list[tuple[float, ...]] = []  # fixed-grid voxel coordinates (array order)
         self._observers: list[Callable[[str], None]] = []
         self._disp_max_cache: float | None = None
 
@@ -229,6 +157,7 @@ class ViewerState:
         self.label_names = {}
         self._clear_result()
         self.slices = [n // 2 for n in f.shape] + [0] * (3 - f.ndim)
+        self._new_grid()
         self._emit("images")
 
     def load_image(self, role: str, source: str | Path | Volume) -> None:
@@ -246,6 +175,7 @@ class ViewerState:
         if role == "fixed":
             self.fixed_labels = None
             self.slices = [n // 2 for n in vol.shape] + [0] * (3 - vol.ndim)
+            self._new_grid()
         else:
             self.moving_labels = None
         self._clear_result()
@@ -343,19 +273,20 @@ class ViewerState:
 
     # -- display -----------------------------------------------------------------------------
     def set_display(self, **changes: Any) -> None:
-        """Change display settings (``mode``, ``overlay``, ``label_mode``, ``alpha``, ``checker_tile``,
-        ``grid_spacing``, ``grid_on_heatmap``, ``window``, ``jac_range``, ``disp_max_mm``)."""
+        """Change display settings (fields of :class:`Display`); one "display" event.
+
+        Raises
+        ------
+        ValueError
+            Unknown setting, a value outside its choices, or a window without high > low.
+        """
         d = self.display
         for key, value in changes.items():
             if not hasattr(d, key):
-                raise ValueError(f"unknown display setting {key!r}")
-            if key == "mode" and value not in MODES:
-                raise ValueError(f"mode must be one of {MODES}, got {value!r}")
-            if key == "overlay" and value not in OVERLAYS:
-                raise ValueError(f"overlay must be one of {OVERLAYS}, got {value!r}")
-            if key == "label_mode" and value not in LABEL_MODES:
-                raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {value!r}")
-            if key == "alpha":
+                raise ValueError(f"unknown display setting {key!r}; expected one of {list(vars(d))}")
+            if key in _CHOICES and value not in _CHOICES[key]:
+                raise ValueError(f"{key} must be one of {_CHOICES[key]}, got {value!r}")
+            if key in ("blend", "overlay_opacity", "label_opacity"):
                 value = float(np.clip(value, 0.0, 1.0))
             if key in ("checker_tile", "grid_spacing"):
                 value = max(2, int(value))
@@ -363,8 +294,8 @@ class ViewerState:
                 value = bool(value)
             if key == "window" and value is not None:
                 lo, hi = (float(v) for v in value)
-                if not hi > lo:
-                    raise ValueError(f"window needs hi > lo, got {value!r}")
+                if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+                    raise ValueError(f"window needs finite values with high > low, got low {lo:g}, high {hi:g}")
                 value = (lo, hi)
             setattr(d, key, value)
         self._emit("display")

@@ -46,14 +46,18 @@ def test_demo_2d_register_modes_save(qtbot, win, model2d, tmp_path):
         for j, ov in enumerate(OVERLAYS):
             win.controls.overlay_combo.setCurrentIndex(j)
             assert win.state.display.overlay == ov
-            img = win.views[0].image.image
-            assert img is not None and img.dtype == np.uint8
-            assert img.shape[1] == 160 * (3 if mode == "side_by_side" else 1)
+            shown = [p for p in win.views[0].panels if not p.isHidden()]
+            assert len(shown) == (3 if mode == "side_by_side" else 1)     # each panel its own view
+            for p in shown:
+                img = p.image.image
+                assert img is not None and img.dtype == np.uint8 and img.shape[:2] == (192, 160)
     win.controls.labels_combo.setCurrentText("contour")
     win.controls.tile_spin.setValue(5)
     win.controls.grid_spin.setValue(4)
-    win.controls.alpha_slider.setValue(30)
-    assert win.state.display.checker_tile == 5 and win.state.display.alpha == pytest.approx(0.3)
+    win.controls.blend_slider.setValue(30)
+    win.controls.overlay_slider.setValue(80)
+    assert win.state.display.checker_tile == 5 and win.state.display.blend == pytest.approx(0.3)
+    assert win.state.display.overlay_opacity == pytest.approx(0.8) and win.state.display.label_opacity == 0.45
     win.controls.auto_window.setChecked(False)
     win.controls.win_lo.setValue(0.1)
     win.controls.win_hi.setValue(0.6)
@@ -81,7 +85,7 @@ def test_startup_registers_demo_3d_with_bundled_model(qtbot, tmp_path, monkeypat
     win = _start(qtbot, tmp_path, ["--backend", "onnxruntime-cpu"])
     assert win.state.model_path == bundled_dir / "fnoreg3d" / "model.onnx"
     assert win.state.shape == (80, 96, 112) and [v.axis for v in win.views] == [0, 1, 2]
-    assert win.view_grid.itemAtPosition(1, 1).widget() is win.info     # the fourth quadrant
+    assert win.view_grid.itemAtPosition(1, 1).widget().widget() is win.info     # the fourth quadrant
     qtbot.waitUntil(lambda: win.state.result is not None and win.worker is None, timeout=120000)
     assert not win.errors, win.errors
     assert "registered in" in win.info.metrics_label.text() and "folding" in win.info.metrics_label.text()
@@ -92,7 +96,7 @@ def test_startup_registers_demo_3d_with_bundled_model(qtbot, tmp_path, monkeypat
     sag._wheel(+1)
     assert win.state.slices[0] == 41
     ax._clicked(5.5, 3.5)                         # click in the axial view moves x and y, keeps z
-    assert win.state.slices == [5, 96 - 1 - 3, 10]
+    assert win.state.slices == [80 - 1 - 5, 96 - 1 - 3, 10]   # radiological: column 5 is 5 voxels from R
     assert cor.slider.value() == 92               # the coronal slider follows the crosshair
     for i in range(len(MODES)):
         win.controls.mode_combo.setCurrentIndex(i)
@@ -180,7 +184,7 @@ def test_different_grids_offer_resampling(qtbot, win, demo_dir):
     assert st.moving.shape == st.fixed.shape == (80, 96, 112) and st.same_grid
     assert st.moving_labels.shape == st.fixed.shape and st.dice_table()[0][1] is not None
     win.controls.mode_combo.setCurrentIndex(1)             # red-cyan now shows both
-    assert win.views[0].image.image[..., 1].any()
+    assert win.views[0].panels[0].image.image[..., 1].any()
     assert not win.errors, win.errors
 
 

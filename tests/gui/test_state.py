@@ -37,8 +37,8 @@ def test_observers_and_validation(demo_dir):
     with pytest.raises(ValueError):
         s.set_display(window=(1, 0))
     unsub()
-    s.set_display(alpha=3)
-    assert s.display.alpha == 1.0 and events[-1] == "display" and len(events) == 4
+    s.set_display(blend=3)
+    assert s.display.blend == 1.0 and events[-1] == "display" and len(events) == 4
 
 
 def test_bad_inputs_say_what_to_do(demo_dir, tmp_path):
@@ -97,7 +97,7 @@ def test_modes_compose_what_they_say(demo_dir):
     s.set_display(mode="red_cyan")
     f = render.frame(s).astype(float)
     assert np.allclose(f[..., 0], fx * 255, atol=1) and np.allclose(f[..., 1], mv * 255, atol=1)
-    s.set_display(mode="blend", alpha=0.25)
+    s.set_display(mode="blend", blend=0.25, overlay_opacity=0.9)
     assert np.allclose(render.frame(s)[..., 0], 0.75 * fx * 255 + 0.25 * mv * 255, atol=1)
     s.set_display(mode="checkerboard", checker_tile=10)
     f = render.frame(s)[..., 0].astype(float)
@@ -110,6 +110,7 @@ def test_modes_compose_what_they_say(demo_dir):
 
 def test_display_to_voxel_inverts_extract(demo_dir):
     s = _pair(ViewerState(), demo_dir, "3d_2mm", labels=False)
+    s.set_radiological(False)                      # extract() is the neurological orientation
     s.set_crosshair((10, 20, 30))
     for axis in (0, 1, 2):
         a0, a1 = render.in_plane_axes(3, axis)
@@ -148,13 +149,13 @@ def test_overlays_after_registration(registered2d):
     ddf = s.result.ddf_vox.copy()
     s.result.ddf_vox[...] = 0
     try:
-        s.set_display(overlay="grid", grid_spacing=8, alpha=1.0, window=(-1.0, 0.0))  # all foreground
+        s.set_display(overlay="grid", grid_spacing=8, overlay_opacity=1.0, window=(-1.0, 0.0))  # all foreground
         f = render.frame(s)
         cols = np.where((f == [255, 220, 0]).all(axis=-1).all(axis=0))[0]
         assert list(cols[:3]) == [0, 8, 16]
     finally:
         s.result.ddf_vox[...] = ddf
-        s.set_display(alpha=0.5, window=None)
+        s.set_display(overlay_opacity=0.6, window=None)
 
 
 def test_dice_and_report_and_save(registered2d, tmp_path):
