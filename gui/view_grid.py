@@ -2,7 +2,7 @@
 
 3-D layouts (``state.view.layout``): "2x2" (axial | coronal / sagittal | info, the default), "row"
 (the three views side by side, info on the right) and "column" (stacked, info on the right); a
-maximised view (``state.view.maximised``) fills the area beside the info panel. 2-D: the view and
+maximised view (``state.view.maximised``) fills the whole area (the status bar keeps the cursor readout). 2-D: the view and
 the info panel side by side.
 """
 
@@ -101,13 +101,15 @@ class QtViewGrid(QWidget):
             for v in self.views:
                 v.setVisible(v is shown)
             self.grid.addWidget(shown, 0, 0)
-            self.grid.addWidget(self.info_area, 0, 1)
             self.grid.setColumnStretch(0, 3)
-            self.grid.setColumnStretch(1, 1)
             self.grid.setRowStretch(0, 1)
+            if len(self.views) == 1:
+                self.grid.addWidget(self.info_area, 0, 1)
+                self.grid.setColumnStretch(1, 1)
+        # a maximised view fills the area (the status bar keeps the cursor readout)
+        self.info_area.setVisible(len(self.views) == 1 or st.view.maximised is None)
         self.info_area.setMinimumWidth(300)
-        self.info_area.setMaximumWidth(16777215 if st.view.layout == "2x2" and st.view.maximised is None else 380)
-        self.info_area.show()
+        self.info_area.setMaximumWidth(16777215 if st.view.layout == "2x2" or len(self.views) == 1 else 380)
         self._layout_key = key
         for v in self.views:
             v.max_btn.setText("\u2921" if st.view.maximised == v.axis else "\u2922")
