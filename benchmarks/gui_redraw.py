@@ -7,7 +7,8 @@ Two numbers per (view, mode, overlay):
   + crosshair) and ``processEvents()`` (pyqtgraph renders and Qt paints the widget);
 
 plus ``slice change``: one ``state.set_slice`` as a slider or the mouse wheel does it: all three
-views redraw (the crosshair moves in each) and paint.
+views redraw (the crosshair moves in each) and paint; and ``zoom / pan``: one ``state.zoom_by`` /
+``state.pan_by`` step (every panel of every view re-ranged and painted; side by side = 9 panels).
 
     python benchmarks/gui_redraw.py [--shape 160 192 224] [--repeats 5] [--no-qt]
 
@@ -74,9 +75,11 @@ def time_frames(state: ViewerState, repeats: int = 5, label_mode: str = "contour
     return out
 
 
-def time_qt(state: ViewerState, repeats: int = 5, label_mode: str = "contour") -> tuple[dict[str, float], dict[str, float]]:
-    """Seconds (median) of the Qt redraw per ``"axis/mode/overlay"`` and of a whole slice change per
-    ``"mode/overlay"``, in a real (offscreen unless a display is set) :class:`MainWindow` at 1500x920."""
+def time_qt(state: ViewerState, repeats: int = 5, label_mode: str = "contour"
+            ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Seconds (median) of the Qt redraw per ``"axis/mode/overlay"``, of a whole slice change per
+    ``"mode/overlay"`` and of one zoom or pan step per ``"mode/zoom|pan"``, in a real (offscreen unless
+    a display is set) :class:`MainWindow` at 1500x920."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -86,6 +89,7 @@ def time_qt(state: ViewerState, repeats: int = 5, label_mode: str = "contour") -
     app = QApplication.instance() or QApplication([])
     ini = os.path.join(tempfile.mkdtemp(prefix="fnoreg_bench_"), "settings.ini")
     win = MainWindow(state=state, settings=QSettings(ini, QSettings.Format.IniFormat))
+    win.resize(1500, 920)
     win.show()
     app.processEvents()
     per_view: dict[str, float] = {}
@@ -112,8 +116,22 @@ def time_qt(state: ViewerState, repeats: int = 5, label_mode: str = "contour") -
                 app.processEvents()
                 ts.append(time.perf_counter() - t0)
             change[f"{mode}/{ov}"] = float(np.median(ts))
+    nav: dict[str, float] = {}
+    for mode in ("side_by_side", "red_cyan"):
+        state.set_display(mode=mode, overlay="jacobian", label_mode=label_mode)
+        app.processEvents()
+        for kind, step in (("zoom", lambda r: state.zoom_by(1.25 if r % 2 == 0 else 0.8, 2, (50.0, 60.0))),
+                           ("pan", lambda r: state.pan_by(2, 3.0, -2.0))):
+            ts = []
+            for r in range(repeats):
+                t0 = time.perf_counter()
+                step(r)
+                app.processEvents()
+                ts.append(time.perf_counter() - t0)
+            nav[f"{mode}/{kind}"] = float(np.median(ts))
+        state.fit_views()
     win.close()
-    return per_view, change
+    return per_view, change, nav
 
 
 def _report(name: str, t: dict[str, float], budget_s: float, top: int = 5) -> bool:
@@ -139,9 +157,10 @@ def main(argv=None) -> int:
     print(f"shape {tuple(args.shape)}, labels as contours, {args.repeats} repeats, median per case")
     _report("numpy frame (render.frame), one view", time_frames(s, args.repeats), 0.05)
     if not args.no_qt:
-        per_view, change = time_qt(s, args.repeats)
+        per_view, change, nav = time_qt(s, args.repeats)
         _report("Qt redraw (frame + setImage + processEvents), one view", per_view, 0.05)
         _report("slice change: set_slice + 3 views redrawn + painted", change, 0.05)
+        _report("zoom / pan step: every panel re-ranged + painted", nav, 0.05, top=4)
         from PySide6.QtWidgets import QApplication
 
         sys.stdout.flush()

@@ -21,7 +21,7 @@ from .info_panel import QtInfoPanel
 from .menus import build_menus, fill_bundled_menu
 from .pipeline import ModelCache, check_model_fits
 from .probe import readout_rows
-from .qt_workarounds import protect_bools
+from .qt_workarounds import protect_singletons
 from .shortcuts import help_text
 from .state import ViewerState
 from .view_grid import QtViewGrid
@@ -71,7 +71,7 @@ class MainWindow(FilesMixin, QMainWindow):
 
     def __init__(self, state: ViewerState | None = None, settings: QSettings | None = None):
         super().__init__()
-        protect_bools()                     # PySide6 6.12.0 leaks a reference to True per emit
+        protect_singletons()                # PySide6 6.12.0 on Python 3.11 leaks references to None/True
         self.setWindowTitle("FNOReg")
         self.setAcceptDrops(True)
         self.state = state or ViewerState()

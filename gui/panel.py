@@ -185,7 +185,8 @@ class QtImagePanel(QWidget):
         lt = self.letters
         lt["left"].move(2, (h - lt["left"].height()) // 2)
         lt["right"].move(w - lt["right"].width() - 2, (h - lt["right"].height()) // 2)
-        lt["top"].move((w - lt["top"].width()) // 2, 2)
+        title_end = self.title.x() + self.title.width() + 4 if not self.title.isHidden() else 0
+        lt["top"].move(max((w - lt["top"].width()) // 2, title_end), 2)
         lt["bottom"].move((w - lt["bottom"].width()) // 2, h - lt["bottom"].height() - 2)
         self.title.move(2, 2)
 

@@ -20,19 +20,56 @@ import numpy as np
 
 __all__ = ["SHOTS", "main"]
 
-#: file name -> (demo, display settings, label mode); taken in this order.
+#: file name -> (demo, display settings, what to do before the shot or None); taken in this order.
 SHOTS = {
-    "3d_red_cyan_dice.png": ("3d_2mm", dict(mode="red_cyan", overlay="none", label_mode="contour")),
+    "3d_red_cyan_dice.png": ("3d_2mm", dict(mode="red_cyan", overlay="none", label_mode="contour"), None),
     "3d_jacobian_grid.png": ("3d_2mm", dict(mode="side_by_side", overlay="jacobian", grid_on_heatmap=True,
-                                            grid_spacing=4, label_mode="none", alpha=0.6)),
-    "3d_checkerboard.png": ("3d_2mm", dict(mode="checkerboard", overlay="none", checker_tile=12, label_mode="none")),
+                                            grid_spacing=4, label_mode="none", overlay_opacity=0.6), None),
+    "3d_checkerboard.png": ("3d_2mm", dict(mode="checkerboard", overlay="none", checker_tile=12, label_mode="none"),
+                            None),
     "3d_side_by_side_labels.png": ("3d_2mm", dict(mode="side_by_side", overlay="none", label_mode="fill",
-                                                  alpha=0.45)),
-    "3d_displacement.png": ("3d_2mm", dict(mode="blend", overlay="displacement", label_mode="none", alpha=0.5,
-                                           grid_on_heatmap=False)),
+                                                  label_opacity=0.45), None),
+    "3d_displacement.png": ("3d_2mm", dict(mode="blend", overlay="displacement", label_mode="none", blend=0.5,
+                                           overlay_opacity=0.5, grid_on_heatmap=False), None),
     "2d_pair_red_cyan_jacobian.png": ("2d", dict(mode="side_by_side", overlay="jacobian", grid_on_heatmap=True,
-                                                 grid_spacing=6, label_mode="contour", alpha=0.5)),
+                                                 grid_spacing=6, label_mode="contour", overlay_opacity=0.5), None),
+    # issue 20: an inspection tool
+    "3d_inspect_cursor_zoom.png": ("3d_2mm", dict(mode="side_by_side", overlay="none", label_mode="contour"),
+                                   "cursor_zoom"),
+    "3d_inspect_landmarks_maximised.png": ("3d_2mm", dict(mode="side_by_side", overlay="none",
+                                                          label_mode="contour"), "landmarks_maximised"),
+    "3d_inspect_both_contours_row.png": ("3d_2mm", dict(mode="red_cyan", overlay="none", label_mode="contour",
+                                                        label_layers="both"), "row_window"),
+    "3d_inspect_flicker_hot_neuro.png": ("3d_2mm", dict(mode="red_cyan", overlay="none", label_mode="none",
+                                                        cmap="hot", flicker="moved"), "neurological"),
 }
+
+
+def _prepare(win, what: str | None) -> None:
+    """Put the window in the state a shot shows (zoom, hover, landmarks, layout...)."""
+    st = win.state
+    st.fit_views()
+    st.set_layout("2x2")
+    st.set_radiological(True)
+    st.set_display(window=None)
+    st.clear_landmarks()
+    st.set_hover(None)
+    if what == "cursor_zoom":
+        st.zoom_by(1.8, 2)
+        st.set_active_axis(2)
+        st.set_hover(tuple(st.slices[:2]) + (st.slices[2],))
+    elif what == "landmarks_maximised":
+        centre = list(st.slices)
+        for d in ((0, 0, 0), (-12, 8, 0), (10, -9, 0)):
+            st.add_landmark(tuple(c + o for c, o in zip(centre, d)))
+        st.set_maximised(2)
+        st.zoom_by(1.3, 2)
+        win.info.tabs.setCurrentWidget(win.info.landmarks)
+    elif what == "row_window":
+        st.set_layout("row")
+        st.set_display(window=(0.05, 0.75))
+    elif what == "neurological":
+        st.set_radiological(False)
 
 
 def _wait_registered(app, win, timeout_s: float = 600.0) -> None:
@@ -61,6 +98,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="docs/screenshots", help="output folder. Default: docs/screenshots")
     p.add_argument("--size", default="1600x1000", help="window size WxH. Default: 1600x1000")
     p.add_argument("--backend", default="onnxruntime-cpu", help="Default: onnxruntime-cpu")
+    p.add_argument("--only", nargs="*", help="take only these file names (see SHOTS). Default: all")
     args = p.parse_args(argv)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -79,7 +117,10 @@ def main(argv=None) -> int:
     win.show()
     app.processEvents()
     current = None
-    for name, (demo, display) in SHOTS.items():
+    only = set(args.only or SHOTS)
+    for name, (demo, display, what) in SHOTS.items():
+        if name not in only:
+            continue
         if demo != current:
             if not win.open_demo(demo):
                 print(f"fnoreg: error: cannot open the demo pair {demo}: {win.errors[-1]}", file=sys.stderr)
@@ -91,7 +132,8 @@ def main(argv=None) -> int:
             _wait_registered(app, win)
             _centre_on_labels(win.state)
             current = demo
-        win.state.set_display(**display)
+        win.state.set_display(**{"flicker": "off", "cmap": "grey", "label_layers": "both", **display})
+        _prepare(win, what)
         for _ in range(5):
             app.processEvents()
             time.sleep(0.02)
