@@ -8,8 +8,10 @@ Rooms
 -----
 :mod:`~fnoreg_export.runtime.backends`     one runner per backend (onnxruntime CPU/CUDA, TensorRT)
 :mod:`~fnoreg_export.runtime.inputs`       the one validation layer for image inputs
-:mod:`~fnoreg_export.runtime.registrator`  :class:`Registrator`: the staged pipeline
-                                           (prepare -> network -> map to the fixed grid -> warp -> metrics)
+:mod:`~fnoreg_export.runtime.registrator`  :class:`Registrator`: the staged pipeline (prepare -> working
+                                           grid -> affine -> network -> refine -> map to the fixed grid ->
+                                           warp -> metrics)
+:mod:`~fnoreg_export.runtime.stages`       :class:`PipelineOptions` and the stages around the network
 :mod:`~fnoreg_export.runtime.result`       :class:`RegistrationResult`, :func:`warp_labels`, resampling helpers
 :mod:`~fnoreg_export.runtime.outputs`      the one writer and report schema (CLI, GUI, demo)
 
@@ -21,9 +23,11 @@ else onnxruntime-cpu. One inference session per :class:`Registrator`, reused by 
 
 from .backends import (BACKENDS, BackendError, OrtRunner, RunInterrupted, TensorRTRunner, available_backends,
                        make_runner, ort_session_options)
-from .registrator import Registrator, check_size
+from .registrator import NETWORK_ONLY, Registrator, check_size
+from .stages import DEFAULT_REFINE, PipelineOptions, parse_refine, parse_work_res
 from .result import RegistrationResult, resample_to_fixed, resample_to_grid, warp_image, warp_labels
 
 __all__ = ["Registrator", "RegistrationResult", "BackendError", "RunInterrupted", "BACKENDS", "warp_labels",
            "warp_image", "resample_to_fixed", "resample_to_grid", "available_backends", "ort_session_options",
-           "OrtRunner", "TensorRTRunner", "make_runner", "check_size"]
+           "OrtRunner", "TensorRTRunner", "make_runner", "check_size", "PipelineOptions", "NETWORK_ONLY",
+           "DEFAULT_REFINE", "parse_refine", "parse_work_res"]

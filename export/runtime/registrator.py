@@ -48,6 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fnoreg_core.affine import AffineResult
 from fnoreg_core.fields import ddf_vox_to_norm
 from fnoreg_core.geometry import ImageError, RASFrame, affine_nd, pull, resize, same_grid
 from fnoreg_core.intensity import IntensityNorm
@@ -57,9 +58,15 @@ from ..contract import ddf_units, normalise_image
 from ..model_card import ModelCard, ModelCardError, read_card
 from .backends import make_runner
 from .inputs import as_image, input_ndim, input_shape
+from .backends import RunInterrupted
 from .result import RegistrationResult, warp_labels
+from .stages import (PipelineOptions, StageRecord, affine_displacement_mm, compose_mm, restrict, run_affine,
+                     working_grid)
 
-__all__ = ["Registrator", "check_size"]
+__all__ = ["Registrator", "check_size", "PipelineOptions", "NETWORK_ONLY"]
+
+#: The network alone on the fixed grid as given: no affine, no refinement, native working grid.
+NETWORK_ONLY = PipelineOptions(affine="none", refine=None, work_res="native")
 
 
 def check_size(card: ModelCard, shape: tuple[int, ...]) -> None:
@@ -114,6 +121,17 @@ class _Work:
     jacobian: np.ndarray | None = None
     folding: dict[str, float] = field(default_factory=dict)
     sdlogj: float = float("nan")
+    # pipeline stages (stages.py): working grid, affine, deformable field there, records
+    work_shape: tuple[int, ...] = ()
+    work_affine: np.ndarray | None = None
+    fixed_w: np.ndarray | None = None
+    moving_w: np.ndarray | None = None
+    affine_map: np.ndarray | None = None
+    affine_result: AffineResult | None = None
+    ddf_vox_w: np.ndarray | None = None
+    ddf_mm_deformable: np.ndarray | None = None
+    stage_ddf_mm: dict[str, np.ndarray] = field(default_factory=dict)
+    records: list[StageRecord] = field(default_factory=list)
 
     @property
     def dims(self) -> int:
@@ -213,7 +231,11 @@ class Registrator:
         interrupted (TensorRT).
         """
         stop = getattr(self._backend, "interrupt", None)
-        return bool(stop()) if stop is not None else False
+        stopped = bool(stop()) if stop is not None else False
+        if getattr(self, "_running", False):  # a register(): its numpy stages check this between steps
+            self._stop = True
+            return True
+        return stopped
 
     # -- network -------------------------------------------------------------------------------
     def predict(self, *, moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
@@ -249,8 +271,9 @@ class Registrator:
         return out[0]
 
     # -- registration --------------------------------------------------------------------------
-    def register(self, *, fixed: Any, moving: Any, fixed_affine: Any = None,
-                 moving_affine: Any = None) -> RegistrationResult:
+    def register(self, *, fixed: Any, moving: Any, fixed_affine: Any = None, moving_affine: Any = None,
+                 pipeline: PipelineOptions | None = None, keep_stages: bool = False,
+                 progress: Callable[[str, float], None] | None = None) -> RegistrationResult:
         """Register ``moving`` to ``fixed`` (keyword-only: ``register(fixed=..., moving=...)``).
 
         Parameters
@@ -259,30 +282,78 @@ class Registrator:
             trailing singleton axes are dropped). Bare arrays of different shapes need affines.
         fixed_affine, moving_affine : 4x4 voxel -> RAS mm, overriding the images' own (default:
             nibabel's ``img.affine``; identity for bare arrays)
+        pipeline : the stages around the network (:class:`PipelineOptions`; default: the
+            recommended pipeline ``PipelineOptions()``: affine, network, refinement off, 2 mm
+            working grid in 3-D). :data:`NETWORK_ONLY` runs the network alone on the given grid.
+        keep_stages : also keep the composed field after the affine and after the network
+            (``result.stage_ddf_mm``) so that every stage can be scored (``warp_labels(stage=...)``)
+        progress : called as ``progress(stage, fraction)`` while the registration runs
 
         Returns
         -------
         RegistrationResult
-            Everything on the fixed grid; ``timings`` holds seconds per stage and ``total``.
+            Everything on the fixed grid; ``timings`` holds seconds per stage and ``total``;
+            ``stages`` what each stage did; ``affine_ras`` the affine part (RAS, fixed -> moving).
 
         Raises
         ------
         fnoreg_core.io.ImageError
             Wrong dimensionality, fixed and moving of different dimensionality, bare arrays of
             different shapes without affines, an axis with < 2 voxels, an image below the model's
-            minimum size (:func:`check_size`), non-finite values, a singular affine.
+            minimum size (:func:`check_size`), non-finite values, a singular affine, no overlap
+            of the two images after the affine stage.
+        fnoreg_core.affine.AffineError
+            An affine file that cannot be read or is singular.
+        fnoreg_core.refine.RefineError
+            Refinement settings out of range, or a refinement that diverged.
+        RunInterrupted
+            :meth:`interrupt` was called from another thread during the registration.
         TypeError
             Inputs that are neither arrays nor images.
         """
+        opts = PipelineOptions() if pipeline is None else pipeline
+        opts.validate()
+        self._stop, self._running = False, True
+        try:
+            return self._register(fixed, moving, fixed_affine, moving_affine, opts, keep_stages, progress)
+        finally:
+            self._running = False
+
+    def _register(self, fixed, moving, fixed_affine, moving_affine, opts, keep_stages, progress):
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
+        report = progress or (lambda stage, fraction: None)
         work = self._stage(timings, "prepare", self._prepare, fixed, moving, fixed_affine, moving_affine)
-        work = self._stage(timings, "inference", self._network, work)
+        work = self._stage(timings, "working_grid", self._working_grid, work, opts)
+        report("affine", 0.1)
+        work = self._stage(timings, "affine", self._affine, work, opts)
+        self._check_stop()
+        report("network", 0.3)
+        if opts.network:
+            work = self._stage(timings, "inference", self._network, work)
+        else:
+            work.ddf_vox_w = np.zeros((work.dims, *work.work_shape), np.float32)
+        if keep_stages and opts.refine is not None:
+            work.stage_ddf_mm["affine"] = self._compose_to_fixed(work, deformable=False)[0]
+            if opts.network:
+                work.stage_ddf_mm["network"] = self._compose_to_fixed(work)[0]
+        elif keep_stages and opts.network:
+            work.stage_ddf_mm["affine"] = self._compose_to_fixed(work, deformable=False)[0]
+        self._check_stop()
+        if opts.refine is not None:
+            report("refine", 0.5)
+            work = self._stage(timings, "refine", self._refine, work, opts, report)
+        report("warp", 0.9)
         work = self._stage(timings, "postprocess", self._to_fixed_grid, work)
         work = self._stage(timings, "warp", self._warp, work)
         work = self._stage(timings, "metrics", self._metrics, work)
         timings["total"] = time.perf_counter() - t_start
+        report("done", 1.0)
         return self._result(work, timings)
+
+    def _check_stop(self) -> None:
+        if getattr(self, "_stop", False):
+            raise RunInterrupted("the registration was interrupted")
 
     @staticmethod
     def _stage(timings: dict[str, float], name: str, fn: Callable[..., "_Work"], *args: Any) -> "_Work":
@@ -324,28 +395,104 @@ class Registrator:
                      frame=frame, fixed_net=fixed_net, moving_net=moving_net, run_shape=run_shape,
                      intensity={"method": self.norm.method, "fixed": fixed_params, "moving": moving_params})
 
-    def _network(self, work: _Work) -> _Work:
-        """The network's field at the run size (the inputs resized there when needed)."""
-        fixed_run, moving_run = work.fixed_net, work.moving_net
-        if work.resampled:
-            fixed_run, moving_run = resize(fixed_run, work.run_shape), resize(moving_run, work.run_shape)
-        work.ddf_norm_run = self.predict(moving=moving_run, fixed=fixed_run)
+    def _working_grid(self, work: _Work, opts: PipelineOptions) -> _Work:
+        """The grid the affine, the network and the refinement run on (:func:`stages.working_grid`)."""
+        frame = work.frame
+        shape_w, aff_w, note = working_grid(frame.ras_shape, frame.affine, opts.work_res, self.card.min_size)
+        work.work_shape, work.work_affine = tuple(shape_w), aff_w
+        if tuple(shape_w) == work.net_shape:
+            work.fixed_w, work.moving_w = work.fixed_net, work.moving_net
+        else:
+            work.fixed_w, work.moving_w = resize(work.fixed_net, shape_w), resize(work.moving_net, shape_w)
+        accepted = self.card.accepts(shape_w)
+        work.run_shape = tuple(shape_w) if accepted else tuple(self.card.nearest_accepted(shape_w))
+        info = {"shape": list(shape_w), "spacing_mm": [round(float(v), 4) for v in
+                                                        np.linalg.norm(aff_w[:-1, :-1], axis=0)],
+                "network_shape": list(work.run_shape)}
+        if note:
+            info["note"] = note
+        work.records.append(StageRecord("working_grid", 0.0, info))
         return work
 
-    def _to_fixed_grid(self, work: _Work) -> _Work:
-        """The network's field on the fixed grid as given, in normalised units, voxels and RAS mm."""
-        dims, frame, net_shape = work.dims, work.frame, work.net_shape
-        if work.resampled:
-            ddf_norm_net = np.stack([resize(c, net_shape) for c in work.ddf_norm_run])
+    def _affine(self, work: _Work, opts: PipelineOptions) -> _Work:
+        """Affine pre-alignment on the working grid; the moving image is resampled through it."""
+        t0 = time.perf_counter()
+        res = run_affine(opts.affine, work.fixed_w, work.moving_w, work.work_affine, opts.threads)
+        work.affine_result = res
+        work.affine_map = restrict(res.fixed_to_moving_ras, work.dims)
+        if res.applied:
+            shift = affine_displacement_mm(work.affine_map, work.work_affine, work.work_shape)
+            moved = pull(work.moving_net, work.frame.affine, work.work_affine, work.work_shape, shift, order=1)
+            if not np.any(moved > 0.01 * max(float(work.moving_w.max()), 1e-6)):
+                raise ImageError("the moving image does not overlap the fixed image after the affine stage; check "
+                                 "the images' orientation headers or the affine file (or use --affine none)")
+            work.moving_w = moved
+        work.records.append(StageRecord("affine", time.perf_counter() - t0, {
+            "mode": res.mode, "applied": res.applied, "note": res.note, "iterations": res.iterations,
+            "similarity_before": res.metric_before, "similarity_after": res.metric_after,
+            "fixed_to_moving_ras": res.fixed_to_moving_ras.tolist()}))
+        return work
+
+    def _network(self, work: _Work) -> _Work:
+        """The network's field on the working grid (the inputs resized to the run size when needed)."""
+        t0 = time.perf_counter()
+        fixed_run, moving_run = work.fixed_w, work.moving_w
+        resampled = tuple(work.run_shape) != tuple(work.work_shape)
+        if resampled:
+            fixed_run, moving_run = resize(fixed_run, work.run_shape), resize(moving_run, work.run_shape)
+        work.ddf_norm_run = self.predict(moving=moving_run, fixed=fixed_run)
+        ddf_norm_w = (np.stack([resize(c, work.work_shape) for c in work.ddf_norm_run]) if resampled
+                      else work.ddf_norm_run)
+        work.ddf_vox_w = ddf_units(ddf_norm_w, work.work_affine, work.work_shape)[0]  # the contract, as the e2e graph
+        work.records.append(StageRecord("network", time.perf_counter() - t0,
+                                        {"model": f"{self.card.name} {self.card.version}",
+                                         "run_shape": list(work.run_shape)}))
+        return work
+
+    def _refine(self, work: _Work, opts: PipelineOptions, report: Callable[[str, float], None]) -> _Work:
+        """Instance refinement of the deformable field (:func:`fnoreg_core.refine.refine_field`)."""
+        from fnoreg_core.refine import RefineCancelled, refine_field
+
+        t0 = time.perf_counter()
+        try:
+            res = refine_field(work.fixed_w, work.moving_w, work.ddf_vox_w, opts.refine,
+                               progress=lambda done, total: report("refine", 0.5 + 0.4 * done / max(total, 1)),
+                               cancel=lambda: getattr(self, "_stop", False))
+        except RefineCancelled:
+            raise RunInterrupted("the registration was interrupted during refinement") from None
+        work.ddf_vox_w = res.ddf_vox
+        work.records.append(StageRecord("refine", time.perf_counter() - t0, {
+            "iterations": res.iterations, "levels": list(opts.refine.iterations), "reg_weight": opts.refine.reg_weight,
+            "lncc_before": res.lncc_before, "lncc_after": res.lncc_after, "stopped": res.stopped}))
+        return work
+
+    def _compose_to_fixed(self, work: _Work, deformable: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(total, deformable) displacement in world RAS mm on the fixed grid as given.
+
+        total = ``A(x + d(x)) - x`` with ``A`` the affine and ``d`` the working grid's field
+        (``deformable=False``: ``d = 0``); the deformable part ``d`` alone is returned too.
+        """
+        dims, frame = work.dims, work.frame
+        lin_w = work.work_affine[:dims, :dims]
+        if deformable and work.ddf_vox_w is not None:
+            d_mm_w = np.einsum("ij,j...->i...", lin_w, work.ddf_vox_w.astype(np.float64)).astype(np.float32)
+            d_mm = (d_mm_w if tuple(work.work_shape) == work.net_shape
+                    else np.stack([resize(c, work.net_shape) for c in d_mm_w]))
         else:
-            ddf_norm_net = work.ddf_norm_run
-        ddf_vox_net, ddf_mm_net = ddf_units(ddf_norm_net, frame.affine, net_shape)  # the contract, as the e2e graph
+            d_mm = np.zeros((dims, *work.net_shape), np.float32)
+        total = (d_mm if work.affine_result is None or not work.affine_result.applied
+                 else compose_mm(work.affine_map, frame.affine, d_mm))
         if frame.reoriented:
-            work.ddf_mm = np.stack([frame.from_ras(c) for c in ddf_mm_net])
-            lin_inv = np.linalg.inv(affine_nd(work.fixed_affine4, dims)[:dims, :dims])
-            work.ddf_vox = np.einsum("ij,j...->i...", lin_inv, work.ddf_mm.astype(np.float64)).astype(np.float32)
-        else:
-            work.ddf_mm, work.ddf_vox = ddf_mm_net, ddf_vox_net
+            total = np.stack([frame.from_ras(c) for c in total])
+            d_mm = np.stack([frame.from_ras(c) for c in d_mm])
+        return total, d_mm
+
+    def _to_fixed_grid(self, work: _Work) -> _Work:
+        """The composed field on the fixed grid as given, in world RAS mm, voxels and normalised units."""
+        dims = work.dims
+        work.ddf_mm, work.ddf_mm_deformable = self._compose_to_fixed(work)
+        lin_inv = np.linalg.inv(affine_nd(work.fixed_affine4, dims)[:dims, :dims])
+        work.ddf_vox = np.einsum("ij,j...->i...", lin_inv, work.ddf_mm.astype(np.float64)).astype(np.float32)
         work.ddf_norm = ddf_vox_to_norm(work.ddf_vox, work.fixed.shape).astype(np.float32, copy=False)
         return work
 
@@ -368,11 +515,16 @@ class Registrator:
             moved=work.moved, ddf_norm=work.ddf_norm, ddf_vox=work.ddf_vox, ddf_mm=work.ddf_mm,
             jacobian=work.jacobian, folding=work.folding, sdlogj=work.sdlogj, timings=timings,
             fixed_affine=work.fixed_affine4, moving_affine=work.moving_affine4,
-            moving_shape=tuple(work.moving.shape), network_shape=tuple(work.run_shape), resampled=work.resampled,
+            moving_shape=tuple(work.moving.shape), network_shape=tuple(work.run_shape),
+            resampled=tuple(work.run_shape) != work.net_shape,
             reoriented=work.frame.reoriented, intensity=work.intensity, backend=self.backend,
             model=f"{self.card.name} {self.card.version}",
+            stages=[r.as_dict() for r in work.records],
+            affine_ras=work.affine_result.fixed_to_moving_ras if work.affine_result is not None else np.eye(4),
+            ddf_mm_deformable=work.ddf_mm_deformable, stage_ddf_mm=dict(work.stage_ddf_mm),
         )
 
-    def warp_labels(self, labels: Any, result: RegistrationResult, affine: Any = None) -> np.ndarray:
+    def warp_labels(self, labels: Any, result: RegistrationResult, affine: Any = None,
+                    stage: str | None = None) -> np.ndarray:
         """:func:`fnoreg_export.runtime.warp_labels` (nearest neighbour onto the fixed grid)."""
-        return warp_labels(labels, result, affine)
+        return warp_labels(labels, result, affine, stage=stage)

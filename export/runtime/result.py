@@ -41,6 +41,13 @@ class RegistrationResult:
     reoriented : the network frame is a reorientation of the fixed grid
     intensity : normalisation parameters used, ``{"fixed": {...}, "moving": {...}, "method": ...}``
     backend, model : inference backend and model name/version
+    stages : what each pipeline stage did (``{"stage", "seconds", ...}``: working_grid, affine,
+        network, refine)
+    affine_ras : (4, 4) the affine part, world RAS mm, fixed -> moving (identity when none)
+    ddf_mm_deformable : (ndim, *fixed_shape) the deformable part ``d`` alone (world RAS mm); the
+        composed field is ``ddf_mm(x) = A(x + d(x)) - x``
+    stage_ddf_mm : composed fields after earlier stages (``"affine"``, ``"network"``), when the
+        registration was asked to keep them
     """
 
     moved: np.ndarray
@@ -60,6 +67,10 @@ class RegistrationResult:
     intensity: dict[str, Any] = field(default_factory=dict)
     backend: str = ""
     model: str = ""
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    affine_ras: np.ndarray = field(default_factory=lambda: np.eye(4))
+    ddf_mm_deformable: np.ndarray | None = None
+    stage_ddf_mm: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def ndim(self) -> int:
@@ -116,7 +127,7 @@ def _labels_on_moving_grid(labels: Any, result: RegistrationResult, affine: Any)
     return data, aff
 
 
-def warp_labels(labels: Any, result: RegistrationResult, affine: Any = None) -> np.ndarray:
+def warp_labels(labels: Any, result: RegistrationResult, affine: Any = None, stage: str | None = None) -> np.ndarray:
     """Warp a label map of the moving image onto the fixed grid with nearest neighbour.
 
     Parameters
@@ -125,6 +136,8 @@ def warp_labels(labels: Any, result: RegistrationResult, affine: Any = None) -> 
         shape as the moving image; a nibabel image or ``affine`` may put it on any grid)
     result : from :meth:`Registrator.register`
     affine : 4x4 voxel -> RAS of ``labels`` (default: the image's own, else the moving affine)
+    stage : warp with the composed field after this earlier stage (``result.stage_ddf_mm``), or the
+        final field (None)
 
     Returns
     -------
@@ -138,8 +151,11 @@ def warp_labels(labels: Any, result: RegistrationResult, affine: Any = None) -> 
     """
     data, aff = _labels_on_moving_grid(labels, result, affine)
     ndim = result.ndim
-    return pull(data, affine_nd(aff, ndim), affine_nd(result.fixed_affine, ndim), result.fixed_shape,
-                 result.ddf_mm, order=0)
+    if stage is not None and stage not in result.stage_ddf_mm:
+        raise KeyError(f"no field kept for stage {stage!r}; kept: {sorted(result.stage_ddf_mm)} (register with "
+                       "keep_stages=True)")
+    ddf = result.ddf_mm if stage is None else result.stage_ddf_mm[stage]
+    return pull(data, affine_nd(aff, ndim), affine_nd(result.fixed_affine, ndim), result.fixed_shape, ddf, order=0)
 
 
 def warp_image(image: Any, result: RegistrationResult, affine: Any = None, order: int = 1) -> np.ndarray:

@@ -26,7 +26,7 @@ from fnoreg_core.layers.spatial_transformer import warp
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 from fnoreg_export.model_card import ModelCardError  # noqa: E402
-from fnoreg_export.runtime import (BackendError, Registrator, RegistrationResult, RunInterrupted,  # noqa: E402
+from fnoreg_export.runtime import (NETWORK_ONLY, BackendError, Registrator, RegistrationResult, RunInterrupted,  # noqa: E402
                                    available_backends, resample_to_fixed, resample_to_grid, warp_image,
                                    warp_labels)
 
@@ -74,7 +74,8 @@ TORCH_FREE = textwrap.dedent(
         nib.save(nib.Nifti1Image(rng.random((48, 64)).astype(np.float32), np.eye(4)), str(tmp / (name + ".nii.gz")))
     rc = main(["--model", {model!r}, str(tmp / "f.nii.gz"), str(tmp / "m.nii.gz"), "-o", str(tmp / "out"), "-q"])
     assert rc == 0 and (tmp / "out" / "warp.nii.gz").exists(), rc
-    heavy = sorted(m for m in ("torch", "monai", "onnx", "SimpleITK") if sys.modules.get(m) is not None)
+    # SimpleITK is the affine stage's library (a base dependency); torch, MONAI and onnx never load
+    heavy = sorted(m for m in ("torch", "monai", "onnx") if sys.modules.get(m) is not None)
     print("LOADED", heavy)
     """
 )
@@ -115,7 +116,7 @@ def test_register_resamples_sizes_the_graph_does_not_take(fno2d, reg2d):
     model, _ = fno2d
     shape = (50, 70)  # not multiples of 16
     fixed, moving = pair(shape, seed=1)
-    res = reg2d.register(fixed=fixed, moving=moving)
+    res = reg2d.register(fixed=fixed, moving=moving, pipeline=NETWORK_ONLY)
     assert res.resampled and res.network_shape == (48, 64)
     assert res.ddf_norm.shape == (2, *shape) and res.moved.shape == shape and res.jacobian.shape == shape
     run = torch_ddf(model, resize_image(normalise(moving)[0], (48, 64)), resize_image(normalise(fixed)[0], (48, 64)))
@@ -169,12 +170,12 @@ def test_3d_nibabel_reorientation_is_invisible(fno3d):
     shape = (32, 16, 32)
     fixed, moving = pair(shape, seed=4)
     aff = _las(shape)
-    res = reg.register(fixed=nib.Nifti1Image(fixed, aff), moving=nib.Nifti1Image(moving, aff))
+    res = reg.register(fixed=nib.Nifti1Image(fixed, aff), moving=nib.Nifti1Image(moving, aff), pipeline=NETWORK_ONLY)
     assert res.reoriented and res.moved.shape == shape and res.ddf_mm.shape == (3, *shape)
     np.testing.assert_allclose(res.fixed_affine, aff)
     ras = nib.as_closest_canonical(nib.Nifti1Image(fixed, aff))
     ras_m = nib.as_closest_canonical(nib.Nifti1Image(moving, aff))
-    ref = reg.register(fixed=ras, moving=ras_m)
+    ref = reg.register(fixed=ras, moving=ras_m, pipeline=NETWORK_ONLY)
     assert not ref.reoriented
     np.testing.assert_allclose(res.ddf_mm[:, ::-1], ref.ddf_mm, atol=1e-5)  # array axis 0 flipped
     np.testing.assert_allclose(res.moved[::-1], ref.moved, rtol=1e-5, atol=1e-4)
