@@ -11,7 +11,13 @@ writes into ``out/``
                           (X, Y, Z, 1, 3), intent 1007 (vector), LPS millimetres, the fixed image's affine
 ``jacobian.nii.gz``       Jacobian determinant of the transform on the fixed grid
 ``moved_labels.nii.gz``   with ``--moving-labels``: the labels warped with nearest neighbour
-``report.json``           Dice per label (with both label maps), folding %, SDlogJ, timings, grids
+``affine.txt``            the affine stage's transform (ITK text, LPS, fixed -> moving)
+``warp_deformable.nii.gz`` the deformable part alone (``-t affine.txt -t warp_deformable.nii.gz`` = warp)
+``report.json``           Dice per label (with both label maps) after every stage, folding %, SDlogJ,
+                          timings, grids
+
+The pipeline (:mod:`fnoreg_export.runtime.stages`): ``--affine`` pre-alignment (SimpleITK), the
+network, ``--refine`` instance refinement, on the ``--work-res`` grid; ``warp.nii.gz`` composes them.
 
 Many pairs: ``--pairs pairs.csv`` (columns ``moving,fixed`` and optionally ``moving_labels,
 fixed_labels,name``; relative paths are relative to the CSV) writes ``out/<name>/`` per pair (name
@@ -37,6 +43,10 @@ from typing import Any
 
 PROG = "fnoreg-register"
 
+#: --refine when not given (chosen by measurement: docs/ARCHITECTURE.md, benchmarks/stage_choice.py)
+DEFAULT_REFINE_CLI = "default"
+DEFAULT_REFINE_ITERATIONS = (40, 3)
+
 EPILOG = """\
 Examples:
   # one pair, labels for Dice
@@ -44,16 +54,21 @@ Examples:
       --moving-labels moving_seg.nii.gz --fixed-labels fixed_seg.nii.gz
   # a batch from a CSV (columns moving,fixed[,moving_labels,fixed_labels,name]), 4 threads
   fnoreg-register --model fnoreg-3d.onnx --pairs pairs.csv -o results/ --threads 4
-  # apply the warp elsewhere (ANTs):
+  # the stages: an affine you already have, refinement with 60 coarse + 3 fine iterations, the native grid
+  fnoreg-register fixed.nii.gz moving.nii.gz -o out/ --affine my_affine.txt --refine 60x3 --work-res native
+  # apply the warp elsewhere (ANTs): the composed field alone, or the affine and the deformable part
   antsApplyTransforms -d 3 -i moving.nii.gz -r fixed.nii.gz -t out/warp.nii.gz -o moved_ants.nii.gz
+  antsApplyTransforms -d 3 -i moving.nii.gz -r fixed.nii.gz -t out/affine.txt -t out/warp_deformable.nii.gz -o m2.nii.gz
 
 Outputs per pair: moved.nii.gz, warp.nii.gz (ITK displacement field: 5-D, intent 1007, LPS mm,
-fixed affine), jacobian.nii.gz, moved_labels.nii.gz (with --moving-labels), report.json.
+fixed affine; affine included), affine.txt, warp_deformable.nii.gz, jacobian.nii.gz,
+moved_labels.nii.gz (with --moving-labels), report.json (a row per stage).
 Exit codes: 0 done, 2 bad input (nothing is written), 1 internal error.
 """
 
 #: Files written per pair (the names of :data:`fnoreg_export.runtime.outputs.OUTPUT_FILES`).
-OUTPUT_FILES = ("moved.nii.gz", "warp.nii.gz", "jacobian.nii.gz", "moved_labels.nii.gz", "report.json")
+OUTPUT_FILES = ("moved.nii.gz", "warp.nii.gz", "jacobian.nii.gz", "moved_labels.nii.gz", "affine.txt",
+                "warp_deformable.nii.gz", "report.json")
 
 
 class InputError(ValueError):
@@ -99,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-canonical", action="store_true",
                    help="run the network on the fixed grid as stored instead of its RAS+ reorientation. "
                         "Default: reorient (the training orientation); outputs are on the fixed grid either way")
+    p.add_argument("--affine", default="auto", metavar="MODE|FILE",
+                   help="affine pre-alignment: auto (= affine: SimpleITK, moments + 12 dof, correlation), rigid, "
+                        "none, or an ITK/ANTs transform file you already have (.txt/.tfm/.mat, fixed -> moving). "
+                        "Not applied when it does not improve the similarity (the report says so). Default: auto")
+    p.add_argument("--refine", default=None, metavar="SPEC",
+                   help="instance refinement of the network's field (LNCC + diffusion): off, default "
+                        f"({'x'.join(map(str, DEFAULT_REFINE_ITERATIONS))}: coarse x fine iterations), a count (60), "
+                        "or counts per level (40x3). Default: " + DEFAULT_REFINE_CLI)
+    p.add_argument("--refine-time", type=float, default=None, metavar="S",
+                   help="stop the refinement after S seconds (keeping its best field). Default: no cap")
+    p.add_argument("--work-res", default="auto", metavar="RES",
+                   help="grid the affine, the network and the refinement run on: auto (2mm in 3-D, native in 2-D), "
+                        "2mm, native, or a size DxHxW; the field is mapped to the fixed image's own grid. "
+                        "Default: auto")
     p.add_argument("--overwrite", action="store_true",
                    help="replace results already in OUT. Default: refuse")
     p.add_argument("--no-progress", action="store_true", help="no progress bar / per-pair lines (HPC logs)")
@@ -202,7 +231,29 @@ def _ndim_of(shape: tuple[int, ...]) -> int:
 # one pair
 
 
-def register_pair(reg, pair: Pair, out_dir: Path) -> dict[str, Any]:
+def pipeline_from_args(args: argparse.Namespace):
+    """The :class:`~fnoreg_export.runtime.PipelineOptions` of ``--affine --refine --refine-time --work-res``."""
+    from .runtime import PipelineOptions, parse_refine, parse_work_res
+
+    try:
+        refine = parse_refine(args.refine if args.refine is not None else DEFAULT_REFINE_CLI)
+        parse_work_res(args.work_res)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if args.refine_time is not None:
+        if not args.refine_time > 0:
+            raise InputError(f"--refine-time must be > 0 seconds, got {args.refine_time}")
+        if refine is not None:
+            refine.time_limit_s = args.refine_time
+    affine = args.affine
+    if affine not in ("auto", "affine", "rigid", "none"):
+        path = Path(affine).expanduser()
+        _check_file(path, "affine file")
+        affine = str(path)
+    return PipelineOptions(affine=affine, refine=refine, work_res=args.work_res, threads=args.threads)
+
+
+def register_pair(reg, pair: Pair, out_dir: Path, pipeline=None) -> dict[str, Any]:
     """Register one pair and write its files into ``out_dir`` (which exists). Returns the report.
 
     Files and report: :mod:`fnoreg_export.runtime.outputs` (the writer the GUI and the demo use).
@@ -229,7 +280,8 @@ def register_pair(reg, pair: Pair, out_dir: Path) -> dict[str, Any]:
             raise InputError(f"{what} {lab.path} is {lab.data.ndim}-D; expected {reg.dims}-D like the images")
     t_load = time.perf_counter() - t0
 
-    result = reg.register(fixed=fixed, moving=moving)
+    scored = moving_labels is not None and fixed_labels is not None
+    result = reg.register(fixed=fixed, moving=moving, pipeline=pipeline, keep_stages=scored)
 
     t0 = time.perf_counter()
     dice = None
@@ -238,12 +290,31 @@ def register_pair(reg, pair: Pair, out_dir: Path) -> dict[str, Any]:
         warped = warp_labels(moving_labels, result)
         if fixed_labels is not None:
             dice = dice_report(result, warped, fixed_labels, moving_labels)
+            dice["per_stage"] = stage_dice(result, moving_labels, fixed_labels)
     t_labels = time.perf_counter() - t0
 
     inputs = {"fixed": pair.fixed, "moving": pair.moving, "moving_labels": pair.moving_labels,
               "fixed_labels": pair.fixed_labels}
     return write_outputs(out_dir, result, moved_labels=warped, name=pair.name, inputs=inputs, model=model_info(reg),
                          dice=dice, timings={"load": t_load, **result.timings, "labels": t_labels})
+
+
+def stage_dice(result, moving_labels, fixed_labels) -> dict[str, float]:
+    """Mean Dice after each stage (``none``, ``affine``, ``network``, ...), the last one being the result's."""
+    from fnoreg_core.metrics import mean_dice
+
+    from .runtime import resample_to_fixed, warp_labels
+
+    target = resample_to_fixed(fixed_labels, result, labels=True)
+    out = {"none": mean_dice(resample_to_fixed(moving_labels, result, result.moving_affine
+                                               if not hasattr(moving_labels, "affine") else None, labels=True),
+                             target)}
+    for stage in result.stage_ddf_mm:
+        out[stage] = mean_dice(warp_labels(moving_labels, result, stage=stage), target)
+    last = [r["stage"] for r in result.stages if r["stage"] in ("affine", "network", "refine")]
+    final = last[-1] if last else "result"
+    out[final] = mean_dice(warp_labels(moving_labels, result), target)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -310,6 +381,7 @@ def run(args: argparse.Namespace) -> int:
     names = [p.name for p in pairs] + ["summary.csv"] if batch else list(OUTPUT_FILES)
     _check_output(out, names, args.overwrite)
 
+    pipeline = pipeline_from_args(args)
     reg = Registrator.load(model, backend=args.backend, threads=args.threads, canonical=not args.no_canonical)
     if not args.quiet:
         print(f"{PROG}: {reg.card.name} {reg.card.version} ({reg.dims}D) on {reg.backend}"
@@ -330,7 +402,7 @@ def run(args: argparse.Namespace) -> int:
             pair_dir = staging / pair.name if batch else staging
             pair_dir.mkdir(exist_ok=True)
             try:
-                report = register_pair(reg, pair, pair_dir)
+                report = register_pair(reg, pair, pair_dir, pipeline)
             except (InputError, ValueError) as exc:
                 raise type(exc)(f"pair {pair.name!r}: {exc}" if batch else str(exc)) from None
             dice = report["dice"]
@@ -341,13 +413,14 @@ def run(args: argparse.Namespace) -> int:
                          else f"{dice['mean_before']:.4f}",
                          "nonpositive_jac_pct": f"{report['jacobian']['nonpositive_pct']:.4f}",
                          "sdlogj": f"{report['jacobian']['sdlogj']:.4f}",
-                         "total_s": f"{report['timings_s']['total']:.3f}"})
+                         "total_s": f"{report['timings_s']['total']:.3f}",
+                         "stages": report.get("stages", [])})
             if mode == "lines":
                 print(f"[{i + 1}/{len(pairs)}] {pair.name}: {report['timings_s']['total']:.2f} s", file=sys.stderr,
                       flush=True)
         if batch:
             with open(staging / "summary.csv", "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer = csv.DictWriter(fh, fieldnames=[k for k in rows[0] if k != "stages"], extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(rows)
         outputs.commit()
@@ -359,6 +432,12 @@ def run(args: argparse.Namespace) -> int:
             dice = f", mean Dice {row['mean_dice']} (before {row['mean_dice_before']})" if row["mean_dice"] else ""
             print(f"{row['name']}: folding {float(row['nonpositive_jac_pct']):.3f} %, SDlogJ "
                   f"{float(row['sdlogj']):.3f}{dice}, {row['total_s']} s", file=sys.stderr)
+            for st in row["stages"]:
+                if st["stage"] == "working_grid":
+                    continue
+                extra = f", mean Dice {st['mean_dice']:.4f}" if st.get("mean_dice") is not None else ""
+                skipped = "" if st.get("applied", True) else f" (not applied: {st.get('note', '')})"
+                print(f"  {st['stage']:<8} {st['seconds']:6.2f} s{extra}{skipped}", file=sys.stderr)
         print(str(out))
     return 0
 
@@ -375,12 +454,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     from fnoreg_core.io import ImageError
 
+    from fnoreg_core.affine import AffineError
+    from fnoreg_core.refine import RefineError
+
     from .model_card import ModelCardError
     from .runtime import BackendError
 
     try:
         return run(args)
-    except (InputError, ImageError, ModelCardError, BackendError) as exc:
+    except (InputError, ImageError, ModelCardError, BackendError, AffineError, RefineError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

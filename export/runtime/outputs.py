@@ -8,7 +8,10 @@
                           5-D NIfTI (X, Y, Z, 1, 3) [2-D: (X, Y, 1, 1, 2)], intent 1007 (vector), LPS mm
 ``jacobian.nii.gz``       Jacobian determinant of the transform
 ``moved_labels.nii.gz``   the moving labels warped with nearest neighbour (when given)
-``report.json``           :func:`build_report` (keys in :data:`REPORT_KEYS`)
+``affine.txt``            the affine stage's transform, ITK text (LPS), fixed -> moving (identity when none)
+``warp_deformable.nii.gz`` the deformable part alone (same format as warp.nii.gz); ITK/ANTs
+                          ``-t affine.txt -t warp_deformable.nii.gz`` is the same map as ``warp.nii.gz``
+``report.json``           :func:`build_report` (keys in :data:`REPORT_KEYS`; ``stages``: a row per stage)
 
 Every image lies on the FIXED image's own grid as stored in its file (``native_grid``): a result
 computed on the RAS+ reorientation of that grid (the GUI loads images that way) is mapped back by
@@ -39,16 +42,20 @@ OUTPUT_FILES = {
     "warp": "warp.nii.gz",
     "jacobian": "jacobian.nii.gz",
     "moved_labels": "moved_labels.nii.gz",
+    "affine": "affine.txt",
+    "warp_deformable": "warp_deformable.nii.gz",
     "report": "report.json",
 }
 
 #: Top-level keys of report.json.
-REPORT_KEYS = ("name", "inputs", "model", "dice", "jacobian", "displacement_mm", "grid", "intensity", "timings_s",
-               "outputs", "warp_convention")
+REPORT_KEYS = ("name", "inputs", "model", "stages", "affine_ras", "dice", "jacobian", "displacement_mm", "grid",
+               "intensity", "timings_s", "outputs", "warp_convention")
 
 WARP_CONVENTION = ("warp.nii.gz: displacement fixed -> moving, 5-D NIfTI (X, Y, Z, 1, 3) [2-D: (X, Y, 1, 1, 2)], "
                    "intent 1007 (vector), LPS millimetres, on the fixed image's grid and affine "
-                   "(ITK/ANTs/SimpleITK/Slicer DisplacementFieldTransform)")
+                   "(ITK/ANTs/SimpleITK/Slicer DisplacementFieldTransform); it includes the affine stage. "
+                   "affine.txt (ITK, LPS) followed by warp_deformable.nii.gz is the same map: "
+                   "antsApplyTransforms -t affine.txt -t warp_deformable.nii.gz")
 
 
 def model_info(registrator: Any = None, *, path: Any = None, card: Any = None, backend: str | None = None,
@@ -114,10 +121,17 @@ def build_report(result: RegistrationResult, *, name: str = "pair", inputs: dict
     """
     summary = result.summary()
     timings = dict(result.timings if timings is None else timings)
+    stages = [dict(r) for r in getattr(result, "stages", [])]
+    per_stage = (dice or {}).get("per_stage") or {}
+    for row in stages:
+        if row["stage"] in per_stage:
+            row["mean_dice"] = per_stage[row["stage"]]
     report = {
         "name": name,
         "inputs": {k: (str(v) if v is not None else None) for k, v in (inputs or {}).items()},
         "model": model or {},
+        "stages": stages,
+        "affine_ras": np.asarray(getattr(result, "affine_ras", np.eye(4))).tolist(),
         "dice": dice,
         "jacobian": {"nonpositive_pct": summary["nonpositive_jac_pct"], "negative_pct": summary["negative_jac_pct"],
                      "sdlogj": summary["sdlogj"], "min": summary["jac_min"], "max": summary["jac_max"],
@@ -176,6 +190,16 @@ def write_outputs(folder: str | Path, result: RegistrationResult, *, moved_label
     if "moved_labels" in which and moved_labels is not None:
         written["moved_labels"] = save_image(to_native(np.asarray(moved_labels)), affine,
                                              folder / OUTPUT_FILES["moved_labels"]).name
+    if "affine" in which:
+        from fnoreg_core.affine import write_itk_affine
+
+        written["affine"] = write_itk_affine(result.affine_ras, folder / OUTPUT_FILES["affine"]).name
+    if "warp_deformable" in which and result.ddf_mm_deformable is not None:
+        from fnoreg_core.fields import ddf_ras_to_lps
+
+        lps = ddf_ras_to_lps(result.ddf_mm_deformable, result.fixed_shape).astype(np.float32, copy=False)
+        written["warp_deformable"] = save_warp_itk(np.stack([to_native(c) for c in lps]), affine,
+                                                   folder / OUTPUT_FILES["warp_deformable"]).name
     timings = dict(result.timings if timings is None else timings)
     timings["write"] = time.perf_counter() - t0
     if set(timings) - set(result.timings):  # steps outside the registration: total = their sum

@@ -135,7 +135,8 @@ def working_grid(shape: Sequence[int], affine_nd: np.ndarray, work_res: Any,
         return shape, np.asarray(affine_nd, float), note
     spacing = np.linalg.norm(np.asarray(affine_nd, float)[:ndim, :ndim], axis=0)
     if mode == "2mm":
-        target = tuple(max(2, int(round((n - 1) * s / WORK_SPACING_MM)) + 1) if s < WORK_SPACING_MM * 0.95 else n
+        # the same extent in voxels of about 2 mm (160 x 1 mm -> 80: 80x96x112 for the 1 mm brain grid)
+        target = tuple(max(2, int(round(n * s / WORK_SPACING_MM))) if s < WORK_SPACING_MM * 0.95 else n
                        for n, s in zip(shape, spacing))
     else:
         if len(mode) != ndim:
