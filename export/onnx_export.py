@@ -178,8 +178,8 @@ def convert_to_fp16(src: str | Path, dst: str | Path) -> dict:
     +-65504 clipped), graph inputs and outputs, intermediate value types, and ``Cast(to=float)``
     nodes (the dynamic graph computes its Fourier bases in float64 and casts them: now straight to
     float16). float64, integer and bool tensors are untouched. Inputs and outputs are float16, so
-    the graph is fp16 end to end; TensorRT >= 11 (strongly typed networks) builds fp16 kernels
-    from exactly this. The result passes ``onnx.checker`` and strict type inference, else
+    the graph is fp16 end to end; TensorRT >= 10 builds fp16 kernels from exactly this as a
+    strongly typed network (``tensorrt_build.build_engine``; TensorRT 11 has no other way). The result passes ``onnx.checker`` and strict type inference, else
     ValueError; ``dst`` is written atomically and removed again on failure.
 
     Returns
