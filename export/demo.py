@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads. Default: all cores")
     p.add_argument("--out", type=Path, default=None,
                    help="also write moved image, warp, Jacobian, moved labels and report.json here")
+    p.add_argument("--affine", default="auto", help="affine stage, as fnoreg-register. Default: auto")
+    p.add_argument("--refine", default=None, help="refinement, as fnoreg-register. Default: its default")
+    p.add_argument("--work-res", default="auto", help="working grid, as fnoreg-register. Default: auto")
     args = p.parse_args(argv)
 
     import nibabel as nib
@@ -59,19 +62,28 @@ def main(argv: list[str] | None = None) -> int:
     except BundledModelError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
+    from fnoreg_export.register_cli import InputError, pipeline_from_args, stage_dice
+
+    try:
+        args.refine_time = None
+        pipeline = pipeline_from_args(args)
+    except InputError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
     if args.out is not None:
         from fnoreg_export.register_cli import main as register_main
 
         code = register_main([str(files["fixed"]), str(files["moving"]), "--model", model, "-o", str(args.out),
                               "--moving-labels", str(files["moving_labels"]), "--fixed-labels",
-                              str(files["fixed_labels"]), "--overwrite", "-q"]
+                              str(files["fixed_labels"]), "--overwrite", "-q", "--affine", args.affine,
+                              "--work-res", args.work_res] + (["--refine", args.refine] if args.refine else [])
                              + (["--threads", str(args.threads)] if args.threads else []))
         if code != 0:
             return code
     reg = Registrator.load(model, threads=args.threads)
     fixed, moving = nib.load(str(files["fixed"])), nib.load(str(files["moving"]))
-    reg.register(fixed=fixed, moving=moving)  # warm-up: session start and caches (not timed below)
-    result = reg.register(fixed=fixed, moving=moving)
+    reg.register(fixed=fixed, moving=moving, pipeline=pipeline)  # warm-up: session start and caches (not timed)
+    result = reg.register(fixed=fixed, moving=moving, pipeline=pipeline, keep_stages=True)
     fixed_labels = np.asarray(nib.load(str(files["fixed_labels"])).dataobj).astype(np.int32)
     moving_labels = np.asarray(nib.load(str(files["moving_labels"])).dataobj).astype(np.int32)
     moved_labels = warp_labels(nib.load(str(files["moving_labels"])), result)
@@ -88,9 +100,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{names.get(k, str(k)):<20} {before.get(k, float('nan')):>12.3f} {after[k]:>11.3f}")
     mean_before = float(np.mean(list(before.values()))) if before else float("nan")
     print(f"{'mean':<20} {mean_before:>12.3f} {float(np.mean(list(after.values()))):>11.3f}")
+    per_stage = stage_dice(result, nib.load(str(files["moving_labels"])), nib.load(str(files["fixed_labels"])))
+    print()
+    print(f"{'stage':<10} {'mean Dice':>10} {'time (s)':>9}  note")
+    print(f"{'none':<10} {per_stage['none']:>10.3f} {'-':>9}")
+    for row in result.stages:
+        if row["stage"] == "working_grid":
+            continue
+        note = "" if row.get("applied", True) else f"not applied: {row.get('note', '')}"
+        if row["stage"] == "affine" and row.get("mode") not in (None, "none") and row.get("applied"):
+            note = f"{row['mode']}, similarity {row['similarity_before']:.3f} -> {row['similarity_after']:.3f}"
+        if row["stage"] == "refine":
+            note = f"{row['iterations']} iterations, LNCC {row['lncc_before']:.3f} -> {row['lncc_after']:.3f}"
+        dice = per_stage.get(row["stage"], float("nan"))
+        print(f"{row['stage']:<10} {dice:>10.3f} {row['seconds']:>9.2f}  {note}")
+    grid = next(r for r in result.stages if r["stage"] == "working_grid")
     print(f"folded voxels (J <= 0): {result.folding['nonpositive_pct']:.3f} %   SDlogJ: {result.sdlogj:.3f}")
     t = result.timings
-    print(f"time: {t['total']:.2f} s per pair (network {t['inference']:.2f} s)")
+    print(f"time: {t['total']:.2f} s per pair (working grid {'x'.join(map(str, grid['shape']))}; "
+          f"network {t.get('inference', 0.0):.2f} s)")
     if args.out is not None:
         print(f"outputs: {args.out} (moved.nii.gz, warp.nii.gz, jacobian.nii.gz, moved_labels.nii.gz, report.json)")
     return 0
