@@ -10,11 +10,12 @@ backends when run as ``fnoreg-eval``, see :mod:`fnoreg_export.eval_cli`), and th
 baselines ``none`` (identity), ``affine`` and ``syn`` (dipy: multi-resolution affine by mutual
 information; symmetric diffeomorphic registration with local cross-correlation, as ANTs SyN). dipy
 is the classical baseline because it installs from wheels with numpy/scipy only (``pip install
-dipy``) and is what the reference numbers in REFERENCES.md were measured with.
+dipy``) and is what the classical rows of docs/BENCHMARKS.md were measured with.
 
-Metrics (``fnoreg_core.metrics``): mean Dice over labels present in both images (background
-excluded), % voxels with J <= 0 and J < 0 (Jacobian in voxel units with the voxel size), SDlogJ,
-and wall time per pair. Outputs: ``OUT/pairs.csv`` (one row per method and pair), ``OUT/summary.json``
+Metrics (``fnoreg_core.metrics``, the same calls as fnoreg-register, the demo and the GUI): mean
+Dice over labels present in both images (background excluded), % voxels with J <= 0 and J < 0 and
+SDlogJ of the Jacobian of the voxel-unit field (J does not depend on the voxel size), end-point
+error in mm on synthetic pairs, and wall time per pair. Outputs: ``OUT/pairs.csv`` (one row per method and pair), ``OUT/summary.json``
 and ``OUT/summary.md`` (mean +- sd per method).
 """
 
@@ -152,8 +153,10 @@ def evaluate_pair(predict: Predictor, sample: dict[str, Any], spacing) -> dict[s
     if "moving_labels" in sample:
         kwargs = {"warped_labels": _warp_nearest(sample["moving_labels"][0], ddf_vox),
                   "fixed_labels": sample["fixed_labels"][0]}
-    rep = registration_report(np.nan_to_num(ddf_vox), spacing=spacing, mask=valid if not valid.all() else None,
-                              **kwargs)
+    # The field is in voxels on every axis: its Jacobian takes no spacing (``spacing`` is only for a
+    # field in mm; with a voxel field it would divide the gradients by the voxel size and, at 2 mm,
+    # undercount folding). ``spacing`` is used for the end-point error in mm below.
+    rep = registration_report(np.nan_to_num(ddf_vox), mask=valid if not valid.all() else None, **kwargs)
     rep["time_s"] = elapsed
     if "ddf_vox" in sample:  # a known deformation (synthetic pairs): end-point error in mm
         rep.update(end_point_error(ddf_vox, sample["ddf_vox"], spacing, sample.get("fixed_labels", [None])[0]))
