@@ -119,6 +119,19 @@ class QtControls(QWidget):
         row.addWidget(self.register_btn)
         row.addWidget(self.cancel_btn)
         v.addLayout(row)
+        stages = QFormLayout()
+        self.affine_combo = QComboBox()
+        self.affine_combo.addItems(["auto", "rigid", "none"])
+        self.affine_combo.setToolTip("affine pre-alignment before the network (SimpleITK); none: the network alone")
+        self.affine_combo.currentTextChanged.connect(self._on_affine_change)
+        self.refine_spin = QSpinBox()
+        self.refine_spin.setRange(0, 1000)
+        self.refine_spin.setValue(self.state.refine_iterations)
+        self.refine_spin.setToolTip("instance refinement iterations after the network (coarse level; 0: off)")
+        self.refine_spin.valueChanged.connect(self._on_refine_change)
+        stages.addRow("affine", self.affine_combo)
+        stages.addRow("refine iterations", self.refine_spin)
+        v.addLayout(stages)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress_label = QLabel("")
@@ -243,6 +256,12 @@ class QtControls(QWidget):
 
     def _on_grid_on_heatmap_change(self, checked: bool) -> None:
         self._set(grid_on_heatmap=checked)
+
+    def _on_affine_change(self, mode: str) -> None:
+        self.state.set_pipeline(affine_mode=mode)
+
+    def _on_refine_change(self, iterations: int) -> None:
+        self.state.set_pipeline(refine_iterations=int(iterations))
 
     def _on_backend_change(self, backend: str) -> None:
         self.state.backend = backend

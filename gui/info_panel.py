@@ -68,8 +68,14 @@ class QtInfoPanel(QWidget):
         self.dice_table.verticalHeader().setDefaultSectionSize(19)
         self.dice_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.dice_table.horizontalHeader().setStretchLastSection(True)
+        self.stage_table = QTableWidget(0, 3)
+        self.stage_table.setHorizontalHeaderLabels(["stage", "mean Dice", "time (s)"])
+        self.stage_table.verticalHeader().setVisible(False)
+        self.stage_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.stage_table.horizontalHeader().setStretchLastSection(True)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.dice_table, "Dice")
+        self.tabs.addTab(self.stage_table, "Stages")
         self.landmarks = QtLandmarkTable(state) if state is not None else None
         if self.landmarks is not None:
             self.tabs.addTab(self.landmarks, "Landmarks")
@@ -156,6 +162,11 @@ class QtInfoPanel(QWidget):
                 item.setFont(font)
                 self.dice_table.setItem(len(rows), j, item)
         self.dice_table.resizeColumnToContents(0)
+        stages = state.stage_table()
+        self.stage_table.setRowCount(len(stages))
+        for i, (name, dice, secs) in enumerate(stages):
+            for j, val in enumerate((name, fmt(dice), "" if name == "none" else f"{secs:.2f}")):
+                self.stage_table.setItem(i, j, QTableWidgetItem(val))
 
 
 def clear_layout(layout) -> None:

@@ -342,7 +342,8 @@ class MainWindow(FilesMixin, QMainWindow):
         if st.card is not None and not self._guard("Cannot register these images", check_model_fits, st.card,
                                                    st.fixed):
             return
-        self.worker = RegisterWorker(st.fixed, st.moving, st.model_path, st.backend, st.moving_labels, self.cache)
+        self.worker = RegisterWorker(st.fixed, st.moving, st.model_path, st.backend, st.moving_labels, self.cache,
+                                     pipeline=st.pipeline_options())
         self.worker.progress.connect(self._on_progress)
         self.worker.finished_ok.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
@@ -387,7 +388,8 @@ class MainWindow(FilesMixin, QMainWindow):
     def _on_done(self, result, moved_labels, seconds: float) -> None:
         self.last_seconds = seconds
         self.controls.progress_label.setText(f"registered in {seconds:.2f} s")
-        self._guard("Registration result", self.state.set_result, result, moved_labels)
+        stage_labels = getattr(self.worker, "stage_labels", None) if self.worker is not None else None
+        self._guard("Registration result", self.state.set_result, result, moved_labels, stage_labels)
 
     def _on_failed(self, title: str, message: str) -> None:
         self.controls.progress_label.setText("failed")

@@ -69,13 +69,16 @@ class ModelCache:
 def register_pair(fixed: Volume, moving: Volume, model_path: str | Path, backend: str = "auto", *,
                   moving_labels: Volume | None = None, cache: ModelCache | None = None,
                   progress: Callable[[int, str], None] | None = None,
-                  cancelled: Callable[[], bool] | None = None) -> tuple[Any, np.ndarray | None, float]:
+                  cancelled: Callable[[], bool] | None = None, pipeline: Any = None,
+                  stage_labels: dict[str, np.ndarray] | None = None) -> tuple[Any, np.ndarray | None, float]:
     """Register ``moving`` to ``fixed`` in stages (load model, register, warp labels).
 
     ``progress(percent, message)`` is called at every stage; ``cancelled()`` is checked between
     stages. A network call in flight is aborted by ``cache.registrator.interrupt()`` from another
     thread (onnxruntime backends), which ends here as :class:`Cancelled`; TensorRT runs to completion
-    and its result is dropped. Returns ``(result, moved_labels or None, seconds)``.
+    and its result is dropped. ``pipeline``: the stages (:class:`fnoreg_export.runtime.PipelineOptions`,
+    default the runtime's); with ``moving_labels``, ``stage_labels`` (a dict) receives the labels after
+    each earlier stage. Returns ``(result, moved_labels or None, seconds)``.
 
     Raises
     ------
@@ -98,9 +101,20 @@ def register_pair(fixed: Volume, moving: Volume, model_path: str | Path, backend
     check()
     check_model_fits(reg.card, fixed)
     progress(20, f"registering on {reg.backend}")
+    steps = {"affine": (20, "affine pre-alignment"), "network": (40, f"network on {reg.backend}"),
+             "refine": (55, "refining"), "warp": (80, "warping")}
+
+    def on_stage(stage: str, fraction: float) -> None:
+        if stage in steps:
+            pct, msg = steps[stage]
+            if stage == "refine" and fraction > 0.5:
+                pct = int(55 + (fraction - 0.5) / 0.4 * 25)
+            progress(pct, msg)
+
     try:
         result = reg.register(fixed=fixed.data, moving=moving.data, fixed_affine=fixed.affine,
-                              moving_affine=moving.affine)
+                              moving_affine=moving.affine, pipeline=pipeline,
+                              keep_stages=moving_labels is not None, progress=on_stage)
     except RunInterrupted:
         raise Cancelled("registration cancelled") from None
     check()
@@ -108,6 +122,9 @@ def register_pair(fixed: Volume, moving: Volume, model_path: str | Path, backend
     if moving_labels is not None:
         progress(85, "warping labels")
         moved_labels = reg.warp_labels(moving_labels.data, result, moving_labels.affine)
+        if stage_labels is not None:
+            for stage in result.stage_ddf_mm:
+                stage_labels[stage] = reg.warp_labels(moving_labels.data, result, moving_labels.affine, stage=stage)
         check()
     progress(100, "done")
     return result, moved_labels, time.perf_counter() - t0

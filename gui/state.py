@@ -85,6 +85,9 @@ class ViewerState(ViewStateMixin):
         self.view = ViewSettings()           # zoom/pan, orientation, layout (fnoreg_gui.view_state)
         self.hover: tuple[int, ...] | None = None  # voxel under the mouse (None: outside the views)
         self.landmarks: list[tuple[float, ...]] = []  # fixed-grid voxel coordinates (array order)
+        self.affine_mode: str = "auto"       # the pipeline's affine stage: auto | rigid | none
+        self.refine_iterations: int = 40     # coarse refinement iterations (0: off); fine level as the CLI's
+        self.stage_moved_labels: dict[str, np.ndarray] = {}  # moving labels after each earlier stage
         self._observers: list[Callable[[str], None]] = []
         self._disp_max_cache: float | None = None
 
@@ -241,19 +244,60 @@ class ViewerState(ViewStateMixin):
         self._emit("model")
 
     # -- result ------------------------------------------------------------------------------
+    def set_pipeline(self, affine_mode: str | None = None, refine_iterations: int | None = None) -> None:
+        """Choose the stages the next registration runs (affine: auto | rigid | none; refinement
+        iterations at the coarse level, 0 = off)."""
+        if affine_mode is not None:
+            if affine_mode not in ("auto", "rigid", "none"):
+                raise ValueError(f"affine mode must be auto, rigid or none, got {affine_mode!r}")
+            self.affine_mode = affine_mode
+        if refine_iterations is not None:
+            if not isinstance(refine_iterations, (int, np.integer)) or not 0 <= refine_iterations <= 1000:
+                raise ValueError(f"refinement iterations must be an integer in [0, 1000], got {refine_iterations!r}")
+            self.refine_iterations = int(refine_iterations)
+        self._emit("model")
+
+    def pipeline_options(self, threads: int | None = None):
+        """The :class:`fnoreg_export.runtime.PipelineOptions` of the current settings."""
+        from fnoreg_export.runtime import PipelineOptions, parse_refine
+
+        refine = parse_refine(str(self.refine_iterations)) if self.refine_iterations > 0 else None
+        return PipelineOptions(affine=self.affine_mode, refine=refine, work_res="auto", threads=threads)
+
+    def stage_table(self) -> list[tuple[str, float | None, float]]:
+        """Rows (stage, mean Dice after it or None, seconds) of the last registration."""
+        from fnoreg_core.metrics import mean_dice
+
+        if self.result is None:
+            return []
+        fl = self.fixed_labels.data if self.fixed_labels is not None else None
+        rows: list[tuple[str, float | None, float]] = []
+        if fl is not None and self.moving_labels is not None and self.same_grid:
+            rows.append(("none", mean_dice(self.moving_labels.data, fl), 0.0))
+        stages = [r for r in getattr(self.result, "stages", []) if r["stage"] != "working_grid"]
+        for k, r in enumerate(stages):
+            labels = self.moved_labels if k == len(stages) - 1 else self.stage_moved_labels.get(r["stage"])
+            dice = mean_dice(labels, fl) if fl is not None and labels is not None else None
+            rows.append((r["stage"], dice, float(r.get("seconds", 0.0))))
+        return rows
+
     def _clear_result(self) -> None:
         self.result = None
         self.moved_labels = None
+        self.stage_moved_labels = {}
         self._disp_max_cache = None
 
-    def set_result(self, result: Any, moved_labels: np.ndarray | None = None) -> None:
-        """Store a registration result (on the fixed grid) and the warped moving labels."""
+    def set_result(self, result: Any, moved_labels: np.ndarray | None = None,
+                   stage_moved_labels: dict[str, np.ndarray] | None = None) -> None:
+        """Store a registration result (on the fixed grid), the warped moving labels and the moving
+        labels after each earlier stage (for :meth:`stage_table`)."""
         if self.fixed is None:
             raise ValueError("no fixed image")
         if tuple(result.moved.shape) != self.fixed.shape:
             raise ValueError(f"result of shape {tuple(result.moved.shape)} does not match the fixed image {self.fixed.shape}")
         self.result = result
         self.moved_labels = moved_labels
+        self.stage_moved_labels = dict(stage_moved_labels or {})
         self._disp_max_cache = None
         self._emit("result")
 

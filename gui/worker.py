@@ -37,7 +37,9 @@ class RegisterWorker(QThread):
     backend : str
         One of ``fnoreg_export.runtime.BACKENDS``.
     moving_labels : fnoreg_gui.state.Volume, optional
-        Warped with the result when given.
+        Warped with the result (and after each earlier stage: :attr:`stage_labels`) when given.
+    pipeline : fnoreg_export.runtime.PipelineOptions, optional
+        The stages (affine, refinement, working grid); default the runtime's.
     cache : fnoreg_gui.pipeline.ModelCache, optional
         Keeps the loaded model between registrations (a new one when omitted).
     parent : QObject, optional
@@ -49,9 +51,11 @@ class RegisterWorker(QThread):
     cancelled = Signal()
 
     def __init__(self, fixed, moving, model_path, backend: str = "auto", moving_labels=None,
-                 cache: ModelCache | None = None, parent=None):
+                 cache: ModelCache | None = None, parent=None, pipeline=None):
         super().__init__(parent)
         self._args = (fixed, moving, model_path, backend)
+        self._pipeline = pipeline
+        self.stage_labels: dict = {}  # moving labels after each earlier stage, filled by run()
         self._labels = moving_labels
         self._cache = cache if cache is not None else ModelCache()
         self._cancel = threading.Event()
@@ -78,7 +82,8 @@ class RegisterWorker(QThread):
         try:
             result, moved_labels, seconds = register_pair(
                 fixed, moving, model_path, backend, moving_labels=self._labels, cache=self._cache,
-                progress=lambda p, m: self.progress.emit(int(p), str(m)), cancelled=self._cancel.is_set)
+                progress=lambda p, m: self.progress.emit(int(p), str(m)), cancelled=self._cancel.is_set,
+                pipeline=self._pipeline, stage_labels=self.stage_labels)
         except Cancelled:
             self.cancelled.emit()
             return

@@ -64,8 +64,8 @@ def test_demo_2d_register_modes_save(qtbot, win, model2d, tmp_path):
     assert win.state.display.window == pytest.approx((0.1, 0.6))
     out = tmp_path / "out"
     written = win.save_to(out)
-    assert {p.name for p in written} == {"moved.nii.gz", "warp.nii.gz", "jacobian.nii.gz",
-                                         "moved_labels.nii.gz", "report.json"}
+    assert {p.name for p in written} == {"moved.nii.gz", "warp.nii.gz", "jacobian.nii.gz", "moved_labels.nii.gz",
+                                         "affine.txt", "warp_deformable.nii.gz", "report.json"}
     assert all(p.stat().st_size > 0 for p in written)
     assert win.save_screenshot(out / "shot.png") and (out / "shot.png").stat().st_size > 0
     assert not win.errors, win.errors

@@ -164,7 +164,8 @@ def test_dice_and_report_and_save(registered2d, tmp_path):
     assert len(rows) >= 5 and all(b is not None and a is not None for _, b, a in rows)
     written = save_outputs(s, tmp_path)
     names = sorted(p.name for p in written)
-    assert names == sorted(["moved.nii.gz", "warp.nii.gz", "jacobian.nii.gz", "moved_labels.nii.gz", "report.json"])
+    assert names == sorted(["moved.nii.gz", "warp.nii.gz", "jacobian.nii.gz", "moved_labels.nii.gz", "affine.txt",
+                            "warp_deformable.nii.gz", "report.json"])
     import nibabel as nib
 
     warp = nib.load(tmp_path / "warp.nii.gz")
@@ -212,3 +213,36 @@ def test_redraw_speed_1mm_shape(monkeypatch):
     s = synthetic_state((160, 192, 224))
     worst = max(time_frames(s, repeats=3).values())
     assert worst < 0.05 * 3, worst   # generous on a shared CI core; the benchmark script reports the real number
+
+
+def test_pipeline_settings_and_stage_table_after_a_real_registration():
+    """The GUI runs the same stages as fnoreg-register and shows a mean Dice per stage."""
+    from pathlib import Path
+
+    from fnoreg_gui.pipeline import register_pair
+    from fnoreg_gui.state import ViewerState
+
+    root = Path(__file__).resolve().parents[2]
+    demo, model = root / "assets" / "demo" / "3d_2mm", root / "assets" / "models" / "fnoreg3d" / "model.onnx"
+    if not model.is_file():
+        pytest.skip("bundled fnoreg3d model missing")
+    st = ViewerState()
+    st.load_pair(demo / "fixed.nii.gz", demo / "moving.nii.gz")
+    st.load_labels("fixed", demo / "fixed_labels.nii.gz")
+    st.load_labels("moving", demo / "moving_labels.nii.gz")
+    with pytest.raises(ValueError):
+        st.set_pipeline(affine_mode="spline")
+    with pytest.raises(ValueError):
+        st.set_pipeline(refine_iterations=-1)
+    st.set_pipeline(affine_mode="auto", refine_iterations=10)
+    opts = st.pipeline_options(threads=2)
+    assert opts.affine == "auto" and opts.refine is not None and opts.refine.iterations[0] == 10
+    stage_labels = {}
+    result, moved_labels, _ = register_pair(st.fixed, st.moving, model, moving_labels=st.moving_labels,
+                                            pipeline=opts, stage_labels=stage_labels)
+    st.set_result(result, moved_labels, stage_labels)
+    rows = {name: dice for name, dice, _ in st.stage_table()}
+    assert list(rows) == ["none", "affine", "network", "refine"]
+    assert rows["none"] == pytest.approx(0.434, abs=2e-3) and rows["affine"] > rows["none"] + 0.1
+    st.set_pipeline(refine_iterations=0)
+    assert st.pipeline_options().refine is None
