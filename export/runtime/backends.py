@@ -9,7 +9,9 @@ A runner is a callable ``runner(moving, fixed) -> ddf_norm`` on ``(B, 1, *spatia
   cuda-python or cupy).
 
 :func:`make_runner` picks one from a file and a backend name (``"auto"``: tensorrt for ``.engine``
-files, else onnxruntime-cuda where its provider is available, else onnxruntime-cpu). The runtime
+files, else onnxruntime-cuda where its provider starts, else onnxruntime-cpu with a
+``RuntimeWarning``: onnxruntime-gpu lists ``CUDAExecutionProvider`` even where no GPU, driver or
+cuDNN is usable). The runtime
 (:class:`fnoreg_export.runtime.Registrator`), export-time parity (:mod:`fnoreg_export.parity`,
 ``fnoreg-export``), ``fnoreg-eval`` (:mod:`fnoreg_export.eval_cli`) and the benchmarks all run
 models through these classes, so what is measured is what users deploy. numpy only; no torch.
@@ -17,6 +19,12 @@ models through these classes, so what is measured is what users deploy. numpy on
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
+import io
+import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +33,8 @@ import numpy as np
 from ..model_card import ModelCardError
 
 __all__ = ["BACKENDS", "BackendError", "RunInterrupted", "available_backends", "ort_session_options", "OrtRunner",
-           "TensorRTRunner", "make_runner", "ENGINE_SUFFIXES"]
+           "TensorRTRunner", "make_runner", "ENGINE_SUFFIXES", "ort_cuda_usable", "preload_cuda_libraries",
+           "cuda_device_count", "CUDA_MEMORY", "TRT_NUMPY_DTYPES", "trt_numpy_dtype", "engine_build_facts"]
 
 #: Backend names accepted by :func:`make_runner` and :meth:`Registrator.load`.
 BACKENDS = ("auto", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt")
@@ -43,21 +52,107 @@ class RunInterrupted(RuntimeError):
 
 
 
-def available_backends() -> list[str]:
-    """Backends that can run on this machine (``"auto"`` excluded)."""
-    out = []
+#: A one-node ONNX graph (Identity of a float[1]) that starts an onnxruntime session cheaply: the
+#: probe of whether the CUDA provider really runs here (see :func:`ort_cuda_usable`).
+_PROBE_ONNX = (b'\x08\x08\x12\x00:;\n\x10\n\x01x\x12\x01y"\x08Identity\x12\x05probeZ\x0f\n\x01x\x12\n\n\x08\x08'
+               b'\x01\x12\x04\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01B\x04\n\x00\x10\r')
+
+
+_PRELOAD_REPORT: str | None = None  # what preload_dlls printed; None: not called yet
+
+
+def preload_cuda_libraries(ort) -> str:
+    """``onnxruntime.preload_dlls()`` (onnxruntime-gpu >= 1.21) once per process, before a CUDA session.
+
+    It loads the CUDA and cuDNN libraries from the ``nvidia-*`` wheels (those PyTorch installs, or
+    onnxruntime-gpu's ``[cuda,cudnn]`` extra), so no ``LD_LIBRARY_PATH`` is needed. Older versions
+    and CPU builds: nothing happens. Returns what it printed (library load failures), or "".
+    """
+    global _PRELOAD_REPORT
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return ""
+    if _PRELOAD_REPORT is None:
+        buffer = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buffer):  # it prints its failures
+                preload()
+        except Exception as exc:  # a missing directory or library: the session then says what fails
+            buffer.write(f"preload_dlls failed: {type(exc).__name__}: {exc}")
+        _PRELOAD_REPORT = " ".join(buffer.getvalue().split())
+    return _PRELOAD_REPORT
+
+
+@functools.lru_cache(maxsize=1)
+def ort_cuda_usable() -> tuple[bool, str]:
+    """``(usable, reason)``: whether onnxruntime's CUDA provider starts a session here (a probe
+    session of a one-node graph; cached). Listing ``CUDAExecutionProvider`` is not enough:
+    onnxruntime-gpu lists it without a GPU, driver or cuDNN and then runs on the CPU."""
     try:
         import onnxruntime as ort
+    except ImportError:
+        return False, "onnxruntime is not installed"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False, "CUDAExecutionProvider is not available (the onnxruntime CPU package is installed)"
+    report = preload_cuda_libraries(ort)
+    try:
+        session = ort.InferenceSession(_PROBE_ONNX, ort_session_options(1),
+                                       providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    except Exception as exc:
+        return False, f"the CUDA provider failed to start ({type(exc).__name__}: {str(exc).strip()[:200]})"
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        return False, ("onnxruntime-gpu is installed but its CUDA provider did not start (no GPU, driver, CUDA or "
+                       f"cuDNN library){': ' + report if report else ''}")
+    return True, "onnxruntime CUDA provider started"
+
+
+def cuda_device_count() -> int:
+    """CUDA devices visible here through cuda-python, else cupy, else PyTorch (0 when none or no driver).
+
+    Asked only when TensorRT is importable; torch is imported only when neither cuda-python nor cupy is.
+    """
+    try:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:  # cuda-python < 12.6
+            from cuda import cudart
+        err, count = cudart.cudaGetDeviceCount()
+        return int(count) if int(err) == 0 else 0
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        try:
+            return int(cupy.cuda.runtime.getDeviceCount())
+        except Exception:  # cupy raises CUDARuntimeError without a driver
+            return 0
+    except ImportError:
+        pass
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
+def available_backends() -> list[str]:
+    """Backends that can run on this machine (``"auto"`` excluded): ``onnxruntime-cuda`` only when its
+    provider really starts (:func:`ort_cuda_usable`), ``tensorrt`` only with a CUDA device."""
+    out = []
+    try:
+        import onnxruntime  # noqa: F401
 
         out.append("onnxruntime-cpu")
-        if "CUDAExecutionProvider" in ort.get_available_providers():
+        if ort_cuda_usable()[0]:
             out.append("onnxruntime-cuda")
     except ImportError:
         pass
     try:
         import tensorrt  # noqa: F401
 
-        out.append("tensorrt")
+        if cuda_device_count() > 0:
+            out.append("tensorrt")
     except ImportError:
         pass
     return out
@@ -115,14 +210,25 @@ class OrtRunner:
                                "use --backend onnxruntime-cpu")
         opts = ort_session_options(threads)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        #: why ``make_runner(backend="auto")`` fell back to this CPU runner (None: it did not)
+        self.fallback: str | None = None
+        report = preload_cuda_libraries(ort) if cuda else ""
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelCardError(f"{path} cannot be loaded by onnxruntime ({type(exc).__name__}: "
-                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            if cuda:  # the CUDA provider, or the file? A CPU session tells them apart
+                try:
+                    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+                except Exception:
+                    pass
+                else:
+                    raise BackendError(f"onnxruntime's CUDA provider failed on {Path(path).name} "
+                                       f"({type(exc).__name__}: {first}); use --backend onnxruntime-cpu") from None
+            raise ModelCardError(f"{path} cannot be loaded by onnxruntime ({type(exc).__name__}: {first})") from None
         if cuda and self.session.get_providers()[0] != "CUDAExecutionProvider":
-            raise BackendError("onnxruntime could not start its CUDA provider (driver or CUDA libraries missing); "
-                               "use --backend onnxruntime-cpu")
+            raise BackendError("onnxruntime could not start its CUDA provider (no GPU, or the driver, CUDA or cuDNN "
+                               f"libraries missing{': ' + report if report else ''}); use --backend onnxruntime-cpu")
         inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
         if len(inputs) != 2 or len(outputs) != 1:
@@ -164,39 +270,16 @@ class OrtRunner:
         return True
 
 
-class _CupyMemory:
-    """Device memory and a stream through cupy."""
-
-    def __init__(self):
-        import cupy
-
-        self.cp = cupy
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise BackendError("no CUDA device found")
-        self._stream = cupy.cuda.Stream(non_blocking=True)
-        self.stream_handle = self._stream.ptr
-
-    def alloc(self, nbytes: int):
-        mem = self.cp.cuda.alloc(max(int(nbytes), 1))
-        return mem, int(mem.ptr)
-
-    def h2d(self, ptr: int, host: np.ndarray) -> None:
-        self.cp.cuda.runtime.memcpyAsync(ptr, host.ctypes.data, host.nbytes,
-                                         self.cp.cuda.runtime.memcpyHostToDevice, self.stream_handle)
-
-    def d2h(self, host: np.ndarray, ptr: int) -> None:
-        self.cp.cuda.runtime.memcpyAsync(host.ctypes.data, ptr, host.nbytes,
-                                         self.cp.cuda.runtime.memcpyDeviceToHost, self.stream_handle)
-
-    def synchronize(self) -> None:
-        self._stream.synchronize()
-
-    def free(self, handle) -> None:
-        del handle  # cupy frees on garbage collection
-
-
 class _CudaPythonMemory:
-    """Device memory and a stream through cuda-python (``cuda.bindings.runtime``)."""
+    """Device memory, pinned host memory and one stream through cuda-python (``cuda.bindings.runtime``),
+    as NVIDIA's ``samples/python/common_runtime.py`` does.
+
+    The stream is a ``cudaStream_t`` object: calls of cuda-python take the object itself, TensorRT's
+    ``execute_async_v3`` takes its handle ``int(stream)`` (``stream.getPtr()`` is the host address of
+    the Python wrapper's field, not the stream).
+    """
+
+    name = "cuda-python"
 
     def __init__(self):
         try:
@@ -208,7 +291,7 @@ class _CudaPythonMemory:
         if count < 1:
             raise BackendError("no CUDA device found")
         self._stream = self._check(cudart.cudaStreamCreate())
-        self.stream_handle = int(self._stream.getPtr()) if hasattr(self._stream, "getPtr") else int(self._stream)
+        self.stream_handle = int(self._stream)
 
     def _check(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)
@@ -221,6 +304,17 @@ class _CudaPythonMemory:
         ptr = self._check(self.rt.cudaMalloc(max(int(nbytes), 1)))
         return ptr, int(ptr)
 
+    def free(self, handle) -> None:
+        self._check(self.rt.cudaFree(handle))
+
+    def alloc_host(self, nbytes: int):
+        """Page-locked host memory (``cudaMallocHost``) as a uint8 array, so copies are truly asynchronous."""
+        ptr = int(self._check(self.rt.cudaMallocHost(max(int(nbytes), 1))))
+        return ptr, np.ctypeslib.as_array((ctypes.c_uint8 * max(int(nbytes), 1)).from_address(ptr))[: int(nbytes)]
+
+    def free_host(self, handle) -> None:
+        self._check(self.rt.cudaFreeHost(handle))
+
     def h2d(self, ptr: int, host: np.ndarray) -> None:
         self._check(self.rt.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes,
                                             self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
@@ -232,14 +326,62 @@ class _CudaPythonMemory:
     def synchronize(self) -> None:
         self._check(self.rt.cudaStreamSynchronize(self._stream))
 
+    def close(self) -> None:
+        """Destroy the stream (once)."""
+        stream, self._stream = getattr(self, "_stream", None), None
+        if stream is not None:
+            self._check(self.rt.cudaStreamDestroy(stream))
+
+
+class _CupyMemory:
+    """Device memory, pinned host memory and a stream through cupy."""
+
+    name = "cupy"
+
+    def __init__(self):
+        import cupy
+
+        self.cp = cupy
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise BackendError("no CUDA device found")
+        self._stream = cupy.cuda.Stream(non_blocking=True)
+        self.stream_handle = int(self._stream.ptr)
+
+    def alloc(self, nbytes: int):
+        mem = self.cp.cuda.alloc(max(int(nbytes), 1))
+        return mem, int(mem.ptr)
+
     def free(self, handle) -> None:
-        self._check(self.rt.cudaFree(handle))
+        del handle  # cupy frees on garbage collection
+
+    def alloc_host(self, nbytes: int):
+        mem = self.cp.cuda.alloc_pinned_memory(max(int(nbytes), 1))
+        return mem, np.frombuffer(mem, np.uint8, int(nbytes))
+
+    def free_host(self, handle) -> None:
+        del handle
+
+    def h2d(self, ptr: int, host: np.ndarray) -> None:
+        self.cp.cuda.runtime.memcpyAsync(ptr, host.ctypes.data, host.nbytes,
+                                         self.cp.cuda.runtime.memcpyHostToDevice, self.stream_handle)
+
+    def d2h(self, host: np.ndarray, ptr: int) -> None:
+        self.cp.cuda.runtime.memcpyAsync(host.ctypes.data, ptr, host.nbytes,
+                                         self.cp.cuda.runtime.memcpyDeviceToHost, self.stream_handle)
+
+    def synchronize(self) -> None:
+        self._stream.synchronize()
+
+    def close(self) -> None:
+        self._stream = None  # cupy destroys the stream on garbage collection
 
 
 class _TorchMemory:
-    """Device memory and a stream through a CUDA build of PyTorch: the last resort, for the export
-    machine (which has torch) when neither cuda-python nor cupy is installed. A runtime with one of
-    them never imports torch."""
+    """Device memory, pinned host memory and a stream through a CUDA build of PyTorch: the last resort,
+    for the export machine (which has torch) when neither cuda-python nor cupy is installed. A runtime
+    with one of them never imports torch."""
+
+    name = "torch"
 
     def __init__(self):
         import torch
@@ -250,77 +392,193 @@ class _TorchMemory:
         self._stream = torch.cuda.Stream()
         self.stream_handle = int(self._stream.cuda_stream)
         self._buffers: dict[int, Any] = {}  # device pointer -> uint8 tensor
+        self._pinned: dict[int, Any] = {}  # host address -> pinned uint8 tensor
 
     def alloc(self, nbytes: int):
         buf = self.torch.empty(max(int(nbytes), 1), dtype=self.torch.uint8, device="cuda")
         self._buffers[int(buf.data_ptr())] = buf
         return buf, int(buf.data_ptr())
 
+    def free(self, handle) -> None:
+        self._buffers.pop(int(handle.data_ptr()), None)
+
+    def alloc_host(self, nbytes: int):
+        buf = self.torch.empty(max(int(nbytes), 1), dtype=self.torch.uint8, pin_memory=True)
+        self._pinned[int(buf.data_ptr())] = buf
+        return buf, buf.numpy()[: int(nbytes)]
+
+    def free_host(self, handle) -> None:
+        self._pinned.pop(int(handle.data_ptr()), None)
+
     def _host(self, host: np.ndarray):
-        return self.torch.from_numpy(host.reshape(-1).view(np.uint8))
+        pinned = self._pinned.get(int(host.ctypes.data))
+        return pinned[: host.nbytes] if pinned is not None else self.torch.from_numpy(host.reshape(-1).view(np.uint8))
 
     def h2d(self, ptr: int, host: np.ndarray) -> None:
         with self.torch.cuda.stream(self._stream):
-            self._buffers[ptr][: host.nbytes].copy_(self._host(host))
+            self._buffers[ptr][: host.nbytes].copy_(self._host(host), non_blocking=True)
 
     def d2h(self, host: np.ndarray, ptr: int) -> None:
         with self.torch.cuda.stream(self._stream):
-            self._host(host).copy_(self._buffers[ptr][: host.nbytes])
+            self._host(host).copy_(self._buffers[ptr][: host.nbytes], non_blocking=True)
 
     def synchronize(self) -> None:
         self._stream.synchronize()
 
-    def free(self, handle) -> None:
-        self._buffers.pop(int(handle.data_ptr()), None)
+    def close(self) -> None:
+        self._stream = None
 
 
-def _cuda_memory():
-    """cuda-python if installed, else cupy, else PyTorch (chosen when a TensorRT backend starts)."""
+#: The device-memory helpers in the order :func:`_cuda_memory` tries them.
+CUDA_MEMORY = {"cuda-python": _CudaPythonMemory, "cupy": _CupyMemory, "torch": _TorchMemory}
+
+
+def _cuda_memory(prefer: str | None = None):
+    """cuda-python if installed, else cupy, else PyTorch (chosen when a TensorRT backend starts);
+    ``prefer`` (a :data:`CUDA_MEMORY` key) tries only that one."""
     errors = []
-    for cls in (_CudaPythonMemory, _CupyMemory, _TorchMemory):
+    if prefer is not None and prefer not in CUDA_MEMORY:
+        raise BackendError(f"unknown CUDA memory helper {prefer!r}, expected one of {', '.join(CUDA_MEMORY)}")
+    for name, cls in CUDA_MEMORY.items():
+        if prefer is not None and name != prefer:
+            continue
         try:
             return cls()
         except ImportError as exc:
-            errors.append(f"{cls.__name__}: {exc}")
+            errors.append(f"{name}: {exc}")
         except BackendError:
             raise
         except Exception as exc:  # driver missing, no device
             raise BackendError(f"CUDA is not usable here ({type(exc).__name__}: {exc})") from None
-    raise BackendError("backend 'tensorrt' needs cuda-python (pip install cuda-python) or cupy for device memory "
-                       f"({'; '.join(errors)})")
+    raise BackendError("backend 'tensorrt' needs cuda-python (pip install cuda-python, or 'fnoreg[gpu]') or cupy "
+                       f"for device memory ({'; '.join(errors)})")
+
+
+#: TensorRT I/O data types (``trt.DataType`` member names) and their numpy types. The others (BF16,
+#: FP8, INT4, FP4, ...) have no numpy type: such an engine is refused, never fed float32 bytes.
+TRT_NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
+                    "INT64": np.int64, "UINT8": np.uint8, "BOOL": np.bool_}
+#: The data types an FNOReg engine's images and displacement may have.
+TRT_FLOAT_IO = ("FLOAT", "HALF")
+
+
+def trt_numpy_dtype(dtype) -> np.dtype:
+    """numpy dtype of a ``trt.DataType``; :class:`BackendError` for types numpy has not (BF16, FP8, ...)."""
+    name = getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1]
+    if name not in TRT_NUMPY_DTYPES:
+        raise BackendError(f"TensorRT data type {name} has no numpy equivalent (expected one of "
+                           f"{', '.join(TRT_NUMPY_DTYPES)})")
+    return np.dtype(TRT_NUMPY_DTYPES[name])
+
+
+def engine_build_facts(path: str | Path) -> dict[str, Any]:
+    """The build facts fnoreg-export records in an engine's sidecar card (``<file>.json``, key
+    ``extra.engine``: TensorRT version, GPU, compute capability, compatibility flags); {} if none."""
+    try:
+        card = json.loads(Path(str(path) + ".json").read_text())
+        facts = card.get("extra", {}).get("engine", {})
+        return facts if isinstance(facts, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+class _HostDeviceBuffer:
+    """A page-locked host array and a device buffer of one tensor (``common_runtime.HostDeviceMem``)."""
+
+    def __init__(self, cuda, shape: tuple[int, ...], dtype: np.dtype):
+        self.cuda, self.shape, self.dtype = cuda, tuple(shape), np.dtype(dtype)
+        self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        self._device_handle, self.device = cuda.alloc(self.nbytes)
+        try:
+            self._host_handle, raw = cuda.alloc_host(self.nbytes)
+        except BaseException:
+            cuda.free(self._device_handle)
+            raise
+        self.host = raw.view(self.dtype).reshape(self.shape)
+
+    def free(self) -> None:
+        handles, self._device_handle, self._host_handle = (self._device_handle, self._host_handle), None, None
+        if handles[0] is not None:
+            self.cuda.free(handles[0])
+        if handles[1] is not None:
+            self.cuda.free_host(handles[1])
 
 
 class TensorRTRunner:
     """A deserialised TensorRT engine (TensorRT 10/11 name-based I/O API), one execution context.
 
-    Device buffers are kept between calls of one shape. Only run engines you built (an engine file
-    is executable code for the GPU).
+    Per tensor, one page-locked host buffer and one device buffer, kept between calls of one shape;
+    one CUDA stream: host->device copies, ``execute_async_v3(stream handle)`` and the device->host
+    copy are queued on it in that order, then the stream is synchronised. :meth:`close` (or leaving a
+    ``with`` block) frees the buffers and destroys the stream. Only run engines you built (an engine
+    file is executable code for the GPU).
+
+    Parameters
+    ----------
+    path : the ``.engine`` file
+    dims : the model's spatial dimensionality (inputs of rank ``dims + 2``); None: unchecked
+    allow_host_code : set ``Runtime.engine_host_code_allowed`` (needed by version-compatible engines
+        that embed TensorRT's lean runtime); None: as the sidecar card's build facts say
+    memory : device-memory helper, one of :data:`CUDA_MEMORY` (None: the first installed)
 
     Raises
     ------
     BackendError
-        tensorrt or CUDA (cuda-python / cupy) missing, or an engine built for another GPU / TensorRT.
+        tensorrt or CUDA (cuda-python / cupy / torch) missing, an engine built for another GPU or
+        TensorRT, no execution context (GPU memory), or I/O data types other than FLOAT/HALF.
+
+    >>> with TensorRTRunner("model.160x192x224.fp32.engine", dims=3) as run:   # doctest: +SKIP
+    ...     ddf_norm = run(moving, fixed)                                         # (1, 3, 160, 192, 224) float32
     """
 
     name = "tensorrt"
 
-    def __init__(self, path: str | Path, dims: int | None = None):
+    def __init__(self, path: str | Path, dims: int | None = None, allow_host_code: bool | None = None,
+                 memory: str | None = None):
+        self._buffers: dict[str, _HostDeviceBuffer] = {}
+        self.cuda = None
         try:
             import tensorrt as trt
         except ImportError:
-            raise BackendError("backend 'tensorrt' needs the tensorrt package and an NVIDIA GPU "
+            raise BackendError("backend 'tensorrt' needs the tensorrt package, cuda-python and an NVIDIA GPU "
                                "(pip install 'fnoreg[gpu]'); use an .onnx model with onnxruntime instead") from None
         self.trt = trt
-        self.cuda = _cuda_memory()
+        self.threads = None
+        path = Path(path)
+        facts = engine_build_facts(path)
+        self.build_facts = facts
+        self.cuda = _cuda_memory(memory)
+        try:
+            self._load(trt, path, dims, facts, allow_host_code)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, trt, path: Path, dims, facts: dict, allow_host_code) -> None:
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        engine = self._runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        if allow_host_code is None:
+            allow_host_code = bool(facts.get("version_compatible")) and not facts.get("exclude_lean_runtime")
+        if allow_host_code:
+            self._runtime.engine_host_code_allowed = True
+        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
+            built = ""
+            if facts:
+                built = (f" It was built with TensorRT {facts.get('tensorrt_version', '?')} on "
+                         f"{facts.get('gpu_name', '?')} (compute capability {facts.get('compute_capability', '?')}"
+                         f"{', version-compatible' if facts.get('version_compatible') else ''}"
+                         f"{', hardware compatibility ' + str(facts['hardware_compatibility']) if facts.get('hardware_compatibility') not in (None, 'none') else ''}).")
             raise BackendError(f"TensorRT {trt.__version__} cannot load {path}: engines are tied to the GPU "
-                               "architecture and TensorRT version they were built with; rebuild it on this machine "
-                               "(fnoreg-export)")
+                               f"architecture and TensorRT version they were built with.{built} Rebuild it on this "
+                               "machine (fnoreg-export --trt), or build it --trt-version-compatible / "
+                               "--trt-hardware-compat ampere-plus")
         self.engine = engine
-        self.context = engine.create_execution_context()
+        context = engine.create_execution_context()
+        if context is None:
+            raise BackendError(f"TensorRT could not create an execution context for {path.name} (not enough free "
+                               "GPU memory?)")
+        self.context = context
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self.inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -329,56 +587,85 @@ class TensorRTRunner:
                                  "moving, fixed -> ddf_norm")
         if set(self.inputs) == {"moving", "fixed"}:  # else: two inputs in export order (moving, fixed)
             self.inputs = ["moving", "fixed"]
-        self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        self.dtypes = {}
+        for n in names:
+            dtype = engine.get_tensor_dtype(n)
+            kind = getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1]
+            if kind not in TRT_FLOAT_IO:
+                raise BackendError(f"{path.name}: tensor {n!r} is {kind}; FNOReg engines take and return FLOAT or "
+                                   "HALF tensors (build the engine from the fp32 or fp16 graph)")
+            self.dtypes[n] = trt_numpy_dtype(dtype)
         rank = len(engine.get_tensor_shape(self.inputs[0]))
         if dims is not None and rank != dims + 2:
             raise ModelCardError(f"{path}: input {self.inputs[0]!r} has rank {rank}, but the card says {dims}D")
-        self._buffers: dict[str, tuple[tuple[int, ...], Any, int]] = {}
-        self.threads = None
 
-    def _buffer(self, name: str, shape: tuple[int, ...]) -> int:
-        nbytes = int(np.prod(shape)) * self.dtypes[name].itemsize
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> _HostDeviceBuffer:
         held = self._buffers.get(name)
-        if held is not None and held[0] == shape:
-            return held[2]
+        if held is not None and held.shape == shape:
+            return held
         if held is not None:
-            self.cuda.free(held[1])
-        handle, ptr = self.cuda.alloc(nbytes)
-        self._buffers[name] = (shape, handle, ptr)
-        return ptr
+            del self._buffers[name]
+            held.free()
+        self._buffers[name] = buf = _HostDeviceBuffer(self.cuda, shape, self.dtypes[name])
+        return buf
 
     def __call__(self, moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-        hosts = {}
+        """``(B, dims, *spatial)`` float32 ddf_norm of ``(B, 1, *spatial)`` moving and fixed images."""
+        if self.cuda is None or getattr(self.cuda, "_stream", None) is None:
+            raise BackendError("this TensorRT runner is closed")
         for name, arr in zip(self.inputs, (moving, fixed)):
-            host = np.ascontiguousarray(arr, dtype=self.dtypes[name])
-            if not self.context.set_input_shape(name, host.shape):
-                raise ValueError(f"the TensorRT engine does not accept input {name!r} of shape {host.shape} "
-                                 f"(engines are built for one size: {self.engine.get_tensor_shape(name)})")
-            ptr = self._buffer(name, host.shape)
-            self.cuda.h2d(ptr, host)
-            self.context.set_tensor_address(name, ptr)
-            hosts[name] = host  # keep alive until the copy is done
+            arr = np.asarray(arr)
+            if not self.context.set_input_shape(name, arr.shape):
+                raise ValueError(f"the TensorRT engine does not accept input {name!r} of shape {arr.shape} "
+                                 f"(engines are built for one size: {tuple(self.engine.get_tensor_shape(name))})")
+            buf = self._buffer(name, tuple(arr.shape))
+            np.copyto(buf.host, arr, casting="same_kind")  # float32 -> the engine's float16 where it is fp16
+            self.cuda.h2d(buf.device, buf.host)
+            self.context.set_tensor_address(name, buf.device)
         out_name = self.outputs[0]
         shape = tuple(int(n) for n in self.context.get_tensor_shape(out_name))
-        out_ptr = self._buffer(out_name, shape)
-        self.context.set_tensor_address(out_name, out_ptr)
+        if any(n < 0 for n in shape):
+            raise RuntimeError(f"TensorRT left the output shape unresolved: {shape}")
+        out = self._buffer(out_name, shape)
+        self.context.set_tensor_address(out_name, out.device)
         if not self.context.execute_async_v3(self.cuda.stream_handle):
             raise RuntimeError("TensorRT execute_async_v3 failed")
-        out = np.empty(shape, dtype=self.dtypes[out_name])
-        self.cuda.d2h(out, out_ptr)
+        self.cuda.d2h(out.host, out.device)
         self.cuda.synchronize()
-        return out.astype(np.float32, copy=False)
+        return out.host.astype(np.float32, copy=True)  # the pinned buffer is reused by the next call
+
+    def close(self) -> None:
+        """Free the buffers and destroy the stream (idempotent; also on garbage collection)."""
+        buffers, self._buffers = getattr(self, "_buffers", {}), {}
+        for buf in buffers.values():
+            try:
+                buf.free()
+            except Exception:  # interpreter shutdown, context already gone
+                pass
+        cuda = getattr(self, "cuda", None)
+        if cuda is not None and getattr(cuda, "_stream", None) is not None:
+            try:
+                cuda.synchronize()  # nothing may still use the buffers or the stream
+                cuda.close()
+            except Exception:
+                pass
+
+    def __enter__(self) -> "TensorRTRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __del__(self):
-        for _, handle, _ in getattr(self, "_buffers", {}).values():
-            try:
-                self.cuda.free(handle)
-            except Exception:  # interpreter shutdown
-                pass
+        self.close()
 
 
 def make_runner(path: str | Path, backend: str = "auto", threads: int | None = None, dims: int | None = None):
     """The runner of ``backend`` (one of :data:`BACKENDS`) for a model file (``.onnx`` or engine).
+
+    ``"auto"``: tensorrt for engine files; for ``.onnx``, onnxruntime-cuda where the CUDA provider is
+    listed and starts, else onnxruntime-cpu (a ``RuntimeWarning`` says why when the provider is
+    listed but does not start; the CPU runner's ``fallback`` holds the reason).
 
     Raises
     ------
@@ -399,7 +686,16 @@ def make_runner(path: str | Path, backend: str = "auto", threads: int | None = N
                 cuda = "CUDAExecutionProvider" in ort.get_available_providers()
             except ImportError:
                 cuda = False
-            backend = "onnxruntime-cuda" if cuda else "onnxruntime-cpu"
+            if cuda:
+                try:
+                    return OrtRunner(path, cuda=True, threads=threads, dims=dims)
+                except BackendError as exc:
+                    runner = OrtRunner(path, cuda=False, threads=threads, dims=dims)
+                    runner.fallback = str(exc)
+                    warnings.warn(f"backend 'auto': onnxruntime-cuda is listed but cannot run here ({exc}); running "
+                                  "on onnxruntime-cpu", RuntimeWarning, stacklevel=2)
+                    return runner
+            backend = "onnxruntime-cpu"
     if backend == "tensorrt":
         if not is_engine:
             raise BackendError(f"backend 'tensorrt' runs TensorRT engines (*.engine), got {path.name}; build one with "
