@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="checkpoint .pt written by fnoreg-train")
     p.add_argument("--trt", action="store_true",
                    help="also build a TensorRT engine per --res (needs an NVIDIA GPU, tensorrt and CUDA PyTorch)")
+    p.add_argument("--trt-version-compatible", action="store_true",
+                   help="build engines that later TensorRT releases of the same major load (embeds the lean runtime; "
+                        "Triton then needs --backend-config=tensorrt,version-compatible=true; may be slower). "
+                        "Default: no, an engine loads only under the TensorRT version that built it")
+    p.add_argument("--trt-hardware-compat", choices=["none", "ampere-plus", "same-cc"], default="none",
+                   help="GPUs an engine may run on: none (the build GPU's compute capability), ampere-plus (compute "
+                        "capability >= 8.0) or same-cc (other GPUs of the same compute capability); may be slower. "
+                        "Default: none")
     p.add_argument("--res", action="extend", nargs="+", default=[], metavar="DxHxW",
                    help="resolution(s) for static graphs, engines and parity, e.g. 160x192x224 (2D: 160x192)")
     p.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=True,
@@ -547,14 +555,19 @@ def run(args) -> int:
             for source, static in sources:
                 engine = stage_dir / f"model.{res_name(static)}.{precision}.engine"
                 with progress.stage(f"build TensorRT engine {engine.name}") as notes:
-                    facts = build_engine(source, engine, (1, 1, *static), precision)
+                    facts = build_engine(source, engine, (1, 1, *static), precision,
+                                         version_compatible=args.trt_version_compatible,
+                                         hardware_compatibility=args.trt_hardware_compat)
                     notes.append(f"{_size_mb(engine)}; TensorRT {facts['tensorrt_version']} on {facts['gpu_name']} "
                                  f"(compute capability {facts['compute_capability']}), build {facts['build_time_s']:.1f} s")
                 with progress.stage(f"run {engine.name} once, parity vs onnxruntime") as notes:
-                    runner = TensorRTRunner(engine)  # the runtime's TensorRT code, as users run it
-                    summaries = parity_of(source, [static], precision, reference=P.OrtRunner(source),
-                                          ref_name=f"onnxruntime CPU ({source.name})", candidate=runner,
-                                          cand_name="TensorRT")
+                    # the runtime's TensorRT code, as users run it (the card is not written yet: say whether
+                    # the engine embeds TensorRT's lean runtime, as the card will)
+                    with TensorRTRunner(engine, allow_host_code=facts["version_compatible"]
+                                        and not facts["exclude_lean_runtime"]) as runner:
+                        summaries = parity_of(source, [static], precision, reference=P.OrtRunner(source),
+                                              ref_name=f"onnxruntime CPU ({source.name})", candidate=runner,
+                                              cand_name="TensorRT")
                     notes.extend(f"{size}: {_fmt_parity(s)}" for size, s in summaries.items())
                     _check_parity(summaries, engine.name)
                 card = makers.card(source, static, precision, summaries,

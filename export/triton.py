@@ -17,6 +17,15 @@ Batching decisions:
 
 Start a server with ``tritonserver --model-repository <repo>``; send ``moving`` and ``fixed``
 (float32 or float16, as the config says) and read ``ddf_norm`` (see the card's ``displacement``).
+
+Engines and Triton: Triton runs a ``model.plan`` with the TensorRT inside its container, and an
+engine loads only under the TensorRT release and on the GPU architecture it was built with. The
+config of an engine therefore opens with ``#`` comment lines (protobuf text format comments; Triton
+ignores them) that record the build: TensorRT version, GPU and compute capability, compatibility
+flags, and what the server needs: a Triton release whose container ships that TensorRT version
+(see the Triton framework support matrix), a GPU of that compute capability unless the engine was
+built hardware-compatible, and ``--backend-config=tensorrt,version-compatible=true`` for a
+version-compatible engine. The ONNX models (platform ``onnxruntime_onnx``) have no such tie.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TRITON_DTYPES", "PLATFORMS", "triton_model_name", "config_pbtxt", "write_triton_model"]
+__all__ = ["TRITON_DTYPES", "PLATFORMS", "triton_model_name", "config_pbtxt", "engine_notes", "write_triton_model"]
 
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
                  "int32": "TYPE_INT32", "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8"}
@@ -58,13 +67,41 @@ def _tensor_block(spec: dict[str, Any], name: str, batched: bool) -> str:
     return f'  {{\n    name: "{name}"\n    data_type: {TRITON_DTYPES[dtype]}\n    dims: [ {dims} ]\n  }}'
 
 
+def engine_notes(facts: dict[str, Any]) -> list[str]:
+    """Comment lines for an engine's ``config.pbtxt``: the build (from the card's ``extra.engine``)
+    and what a Triton server needs to load it."""
+    if not facts:
+        return ["TensorRT engine: load it only with the TensorRT version and on the GPU architecture it was built "
+                "with (its build facts are missing from the model card)"]
+    version = facts.get("tensorrt_version", "?")
+    cc = facts.get("compute_capability", "?")
+    hw = facts.get("hardware_compatibility") or "none"
+    lines = [f"TensorRT engine built with TensorRT {version} on {facts.get('gpu_name', '?')} "
+             f"(compute capability {cc}, CUDA {facts.get('cuda_version', '?')}), precision {facts.get('precision', '?')}"]
+    if facts.get("version_compatible"):
+        lines.append(f"version-compatible: loads under TensorRT {version} and later {str(version).split('.')[0]}.x; "
+                     "start Triton with --backend-config=tensorrt,version-compatible=true")
+    else:
+        lines.append(f"needs a Triton release whose container ships TensorRT {version} exactly "
+                     "(Triton framework support matrix); other versions refuse the plan")
+    if hw == "ampere-plus":
+        lines.append("hardware-compatible: any GPU of compute capability 8.0 or newer (Ampere+)")
+    elif hw == "same-cc":
+        lines.append(f"hardware-compatible: any GPU of compute capability {cc}")
+    else:
+        lines.append(f"runs only on GPUs of compute capability {cc}; rebuild (fnoreg-export --trt) for other GPUs")
+    return lines
+
+
 def config_pbtxt(name: str, platform: str, inputs: dict[str, Any], outputs: dict[str, Any],
-                 max_batch_size: int = 0, default_model_filename: str | None = None) -> str:
+                 max_batch_size: int = 0, default_model_filename: str | None = None,
+                 notes: list[str] | None = None) -> str:
     """The text of a ``config.pbtxt`` (protobuf text format of Triton's ``ModelConfig``).
 
     ``inputs``/``outputs`` are model-card specs ``{name: {"shape": [...], "dtype": "float32"}}``
     with symbolic dims as strings (written as ``-1``). With ``max_batch_size > 0`` the first axis
-    is Triton's batch axis: it is left out of ``dims`` and dynamic batching is enabled.
+    is Triton's batch axis: it is left out of ``dims`` and dynamic batching is enabled. ``notes``
+    become ``#`` comment lines at the top (e.g. :func:`engine_notes`).
     """
     if max_batch_size < 0:
         raise ValueError(f"expected max_batch_size >= 0, got {max_batch_size}")
@@ -74,7 +111,8 @@ def config_pbtxt(name: str, platform: str, inputs: dict[str, Any], outputs: dict
             if isinstance(spec["shape"][0], int):
                 raise ValueError(f"tensor {spec_name!r} has a fixed batch axis {spec['shape'][0]}; "
                                  "use max_batch_size 0 for static graphs")
-    lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch_size}"]
+    lines = [f"# {line}" for note in (notes or []) for line in str(note).splitlines()]
+    lines += [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch_size}"]
     if default_model_filename:
         lines.append(f'default_model_filename: "{default_model_filename}"')
     lines.append("input [\n" + ",\n".join(_tensor_block(s, n, batched) for n, s in inputs.items()) + "\n]")
@@ -122,7 +160,8 @@ def write_triton_model(repo: str | Path, model_file: str | Path, card: dict[str,
         max_batch_size = 4 if symbolic_batch else 0
     if platform == "tensorrt_plan" or not symbolic_batch:
         max_batch_size = 0
-    text = config_pbtxt(name, platform, inputs, outputs, max_batch_size)
+    notes = engine_notes(card.get("extra", {}).get("engine", {})) if platform == "tensorrt_plan" else None
+    text = config_pbtxt(name, platform, inputs, outputs, max_batch_size, notes=notes)
     folder = Path(repo) / name
     version_dir = folder / str(int(version))
     version_dir.mkdir(parents=True, exist_ok=True)

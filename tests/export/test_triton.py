@@ -159,6 +159,38 @@ def test_repository_layout_for_engine(tmp_path):
     assert list(msg.input[0].dims) == [1, 1, 32, 48]
 
 
+def test_engine_config_records_the_build_and_what_triton_needs(tmp_path):
+    engine = tmp_path / "model.32x48.fp16.engine"
+    engine.write_bytes(b"not a real plan")
+    facts = {"tensorrt_version": "10.16.0.72", "gpu_name": "NVIDIA H200", "compute_capability": "9.0",
+             "cuda_version": "12.8", "precision": "fp16", "version_compatible": False, "hardware_compatibility": "none"}
+    folder = write_triton_model(tmp_path / "repo", engine, {**STATIC_CARD, "extra": {"engine": facts}}, "plain")
+    text = (folder / "config.pbtxt").read_text()
+    msg = _parse(text)  # comment lines are valid protobuf text (and Triton's own ModelConfig, when installed)
+    assert msg.platform == "tensorrt_plan" and list(msg.input[0].dims) == [1, 1, 32, 48]
+    assert "# TensorRT engine built with TensorRT 10.16.0.72 on NVIDIA H200 (compute capability 9.0" in text
+    assert "ships TensorRT 10.16.0.72 exactly" in text and "runs only on GPUs of compute capability 9.0" in text
+    facts.update(version_compatible=True, hardware_compatibility="ampere-plus")
+    folder = write_triton_model(tmp_path / "repo", engine, {**STATIC_CARD, "extra": {"engine": facts}}, "portable")
+    text = (folder / "config.pbtxt").read_text()
+    _parse(text)
+    assert "--backend-config=tensorrt,version-compatible=true" in text and "compute capability 8.0 or newer" in text
+    # no facts: still a warning; ONNX models get none
+    assert "build facts are missing" in (write_triton_model(tmp_path / "repo", engine, STATIC_CARD, "bare")
+                                         / "config.pbtxt").read_text()
+    onnx_folder = write_triton_model(tmp_path / "repo", _tiny_onnx(tmp_path / "m.onnx"), DYNAMIC_CARD, "onnx")
+    assert not (onnx_folder / "config.pbtxt").read_text().startswith("#")
+
+
+def test_triton_model_config_is_checked_with_tritonclient_when_installed():
+    if _triton_model_config_class() is None:
+        pytest.skip("tritonclient is not installed (pip install tritonclient): parsed with the schema subset only")
+    real = _triton_model_config_class()()
+    text_format.Parse(config_pbtxt("m", "onnxruntime_onnx", DYNAMIC_CARD["inputs"], DYNAMIC_CARD["outputs"],
+                                   max_batch_size=4, notes=["a note"]), real)
+    assert real.platform == "onnxruntime_onnx" and real.version_policy.latest.num_versions == 1
+
+
 def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match=r"\.onnx or \.engine"):
         write_triton_model(tmp_path, tmp_path / "model.pt", DYNAMIC_CARD, "x")
