@@ -7,14 +7,16 @@ Stages (each printed with its time):
    in the model's range), parity against PyTorch at each ``--res`` (or the training size);
 3. with ``--res``: one static graph per resolution, ``model.<DxHxW>.onnx``, parity, and a check that
    TensorRT's ONNX parser can take it (operator list in ``tensorrt_onnx_ops.txt``);
-4. with ``--fp16``: an fp16 copy of every graph (``*.fp16.onnx``), parity with the fp16 bound;
+4. with ``--fp16``: an fp16 copy of every graph (``*.fp16.onnx``; spectral layers and normalisations
+   stay fp32 inside it, :mod:`fnoreg_export.mixed_precision`), parity with the fp16 bound;
 5. with ``--trt``: one engine per resolution, ``model.<DxHxW>.<fp16|fp32>.engine`` + ``.engine.json``,
    run once and compared with onnxruntime;
 6. with ``--triton DIR``: a Triton Inference Server model repository for the graphs and engines.
 
 Every ONNX file embeds its model card and has it beside as ``<file>.json``. Files are written into
 a hidden staging folder and moved into place only when everything passed: on any failure nothing
-is left behind (and no existing file is touched). Exit codes: 0 done, 1 parity or export failure,
+is left behind (and no existing file is touched), except that an fp16 copy failing parity fails
+alone: the fp32 files that passed are written, the fp16 ones left out, and the run exits 1 with advice. Exit codes: 0 done, 1 parity or export failure,
 2 bad input, or TensorRT/GPU missing for ``--trt`` (the ONNX files are written first).
 """
 
@@ -45,7 +47,7 @@ examples:
       fp16 TensorRT engine for 160x192x224 (needs an NVIDIA GPU and tensorrt) and a Triton repository
 
 exit codes: 0 done; 1 parity above the bound (fp32: 1e-3 voxel; fp16: 0.1 voxel or 0.2% of the largest
-displacement) or a failed export;
+displacement) or a failed export (an fp16 failure keeps the fp32 files that passed);
 2 bad input, or --trt without TensorRT/CUDA GPU (after writing the ONNX files).
 """
 
@@ -109,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the dynamic-size model.onnx (default: yes); with it, every --res must be a "
                         "multiple of the model's size multiple")
     p.add_argument("--fp16", action="store_true",
-                   help="also write fp16 graphs (fp16 inputs/outputs); engines become fp16")
+                   help="also write fp16 graphs (fp16 inputs/outputs; spectral layers and normalisations computed "
+                        "in fp32); engines become fp16. An fp16 copy above the parity bound is left out (exit 1), "
+                        "the fp32 files are kept")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: <checkpoint folder>/<checkpoint name>-export)")
     p.add_argument("--triton", type=Path, default=None, metavar="DIR",
@@ -416,7 +420,7 @@ def _check_parity(summaries: dict[str, dict], what: str) -> None:
 def run(args) -> int:
     from fnoreg_core.checkpoint import CheckpointError, load_model
     from fnoreg_export import parity as P
-    from fnoreg_export.onnx_export import convert_to_fp16, export_onnx
+    from fnoreg_export.onnx_export import export_onnx
 
     if args.checkpoint.is_dir():
         raise UsageError(f"{args.checkpoint} is a folder; expected a checkpoint file (.pt)")
@@ -508,18 +512,36 @@ def run(args) -> int:
                                                            "operators": report.op_types}})
 
         fp16_graphs: dict[Path, Path] = {}
+        fp16_failed: dict[str, str] = {}  # fp16 file -> why it was left out (the fp32 files are kept)
         if args.fp16:
+            from fnoreg_export.mixed_precision import DEFAULT_KEEP_FP32, convert_mixed_fp16
+
             for path, static in graphs:
                 half = path.with_name(path.name[: -len(".onnx")] + ".fp16.onnx")
                 sizes = plan.dynamic_parity_sizes if static is None else [static]
-                with progress.stage(f"fp16 {half.name} + parity vs PyTorch fp32") as notes:
-                    facts = convert_to_fp16(path, half)
-                    summaries = parity_of(half, sizes, "fp16")
-                    notes.append(f"{_size_mb(half)}; {facts['converted_initializers']} weight tensors converted, "
-                                 f"{facts['clipped']} values clipped to the fp16 range")
-                    notes.extend(f"{size}: {_fmt_parity(s)}" for size, s in summaries.items())
-                    _check_parity(summaries, half.name)
-                extra = {"fp16_conversion": {**facts, "io_dtype": "float16", "compute": "float16",
+                with progress.stage(f"fp16 {half.name} (spectral layers and normalisations in fp32) + parity vs "
+                                    "PyTorch fp32") as notes:
+                    try:
+                        facts = convert_mixed_fp16(path, half, DEFAULT_KEEP_FP32)
+                        summaries = parity_of(half, sizes, "fp16")
+                    except (ValueError, FloatingPointError) as exc:
+                        facts, summaries, fp16_failed[half.name] = None, {}, str(exc)
+                    if facts is not None:
+                        notes.append(f"{_size_mb(half)}; {facts['converted_initializers']} weight tensors converted, "
+                                     f"{facts['clipped']} values clipped to the fp16 range; {facts['fp32_nodes']} of "
+                                     f"{facts['fp32_nodes'] + facts['fp16_nodes']} nodes in fp32, {facts['casts']} casts")
+                        notes.extend(f"{size}: {_fmt_parity(s)}" for size, s in summaries.items())
+                        failed = {size: s for size, s in summaries.items() if not s["passed"]}
+                        if failed:
+                            fp16_failed[half.name] = "; ".join(f"{size}: max {s['max_abs_vox']:.3f} > {s['bound_vox']:g} "
+                                                               "voxel" for size, s in failed.items())
+                    if half.name in fp16_failed:  # per precision: drop this fp16 copy, keep every fp32 file
+                        for leftover in (half, half.with_name(half.name + ".data")):
+                            leftover.unlink(missing_ok=True)
+                        notes.append(f"FAILED: {fp16_failed[half.name]}; {half.name} is left out, {path.name} is kept")
+                        continue
+                extra = {"fp16_conversion": {**facts, "io_dtype": "float16",
+                                             "compute": "float16; float32 in " + ", ".join(DEFAULT_KEEP_FP32),
                                              "from": path.name}}
                 if path.name in trt_problems:
                     from fnoreg_export.trt_support import analyse_graph
@@ -536,6 +558,8 @@ def run(args) -> int:
                 notes.extend(str(p) for p in written)
             from fnoreg_export.tensorrt_build import INSTALL_HINT
 
+            if fp16_failed:
+                _fp16_advice(fp16_failed, plan.out)
             print(f"{PROG}: error: cannot build TensorRT engines: {trt_reason}. {INSTALL_HINT} "
                   f"The ONNX files are in {plan.out}.", file=sys.stderr)
             return 2
@@ -545,8 +569,8 @@ def run(args) -> int:
             from fnoreg_export.trt_support import check_graph
 
             precision = "fp16" if args.fp16 else "fp32"
-            sources = [(fp16_graphs[path] if precision == "fp16" else path, static)
-                       for path, static in graphs if static is not None]
+            sources = [(fp16_graphs[path] if precision == "fp16" else path, static)  # no engine from a failed fp16 copy
+                       for path, static in graphs if static is not None and (precision == "fp32" or path in fp16_graphs)]
             bad = {source.name: check_graph(source, static=True) for source, _ in sources}
             bad = {name: problems for name, problems in bad.items() if problems}
             if bad:
@@ -583,10 +607,21 @@ def run(args) -> int:
             written = outputs.commit()
             notes.extend(str(p) for p in written)
         print(f"{PROG}: wrote {len(written)} files to {plan.out} in {time.perf_counter() - start:.1f} s")
+        if fp16_failed:
+            _fp16_advice(fp16_failed, plan.out)
+            return 1
         return 0
     except BaseException:
         outputs.discard()
         raise
+
+
+def _fp16_advice(failed: dict[str, str], out: Path) -> None:
+    """Exit-1 message of an fp16 copy that failed parity: what was kept, and to drop --fp16."""
+    print(f"{PROG}: error: the fp16 copy did not match PyTorch fp32 within the fp16 bound and was left out ("
+          + "; ".join(f"{name}: {why}" for name, why in failed.items()) + f"). Every fp32 file passed and is in "
+          f"{out} (model.onnx runs at full accuracy). Run again without --fp16, or use the fp32 graphs/engines; fp16 "
+          "needs a model whose pointwise layers tolerate 11-bit rounding", file=sys.stderr)
 
 
 def _bundle(checkpoint: Path, ckpt: dict, out: Path) -> list[str]:

@@ -242,6 +242,34 @@ def test_parity_failure_exits_1_and_leaves_the_folder_as_it_was(exported, ckpt, 
     assert not tri.exists()
 
 
+@pytest.mark.slow
+def test_fp16_failure_keeps_the_fp32_files_and_advises_to_drop_fp16(exported, ckpt, tmp_path, monkeypatch):
+    """Issue 21: an fp16 copy above its bound fails alone; model.onnx and the other fp32 files stay."""
+    import shutil
+
+    from fnoreg_export import onnx_export, parity
+
+    graphs = {True: exported["out"] / "model.onnx", False: exported["out"] / "model.32x48.onnx"}
+
+    def fast_export(model, path, example_size, dynamic=True, **kwargs):  # the run's real graphs, no re-export
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(graphs[dynamic], path)
+        return Path(path)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", fast_export)
+    monkeypatch.setattr(parity, "FP16_BOUND_VOX", 0.0)  # no fp16 graph is exact: fp16 parity must fail
+    monkeypatch.setattr(parity, "FP16_RELATIVE", 0.0)
+    out, tri = tmp_path / "out", tmp_path / "triton"
+    code, stdout, err = _run([ckpt, "--res", "32x48", "--fp16", "--out", out, "--triton", tri])
+    assert code == 1, (stdout, err)
+    assert "without --fp16" in err and "model.fp16.onnx" in err and "no files were written" not in err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["model.32x48.onnx", "model.32x48.onnx.json", "model.onnx", "model.onnx.json"], names
+    assert read_card(out / "model.onnx").parity["32x48"]["passed"]
+    assert (tri / "fnoreg-tiny" / "1" / "model.onnx").is_file() and not (tri / "fnoreg-tiny_fp16").exists()
+    assert "FAILED" in stdout and "is left out" in stdout
+
+
 def test_bundle_writes_weights_without_optimiser_and_the_training_log(ckpt, tmp_path):
     import shutil
 

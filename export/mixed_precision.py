@@ -1,0 +1,252 @@
+"""fp16 ONNX graphs that keep chosen layers in float32 ("fp32 islands" inside an fp16 graph).
+
+A trained FNOReg network does not survive a plain fp16 conversion: its spectral transforms are
+DFTs written as matmuls with cos/sin bases (each output sums every input sample of an axis, so
+the fp16 rounding of 11 significant bits grows with the axis length), and its normalisations divide
+by small running variances. Training already keeps the spectral layers in float32 under autocast
+(:mod:`fnoreg_core.layers.precision`); the exported fp16 graph does the same here:
+
+* every node whose module (the exporter's ``pkg.torch.onnx.class_hierarchy`` /
+  ``pkg.torch.onnx.name_scopes`` node metadata) is one of ``keep`` computes in float32, with the
+  weights it alone reads left in float32;
+* every other float tensor is float16 (weights rounded to nearest, values beyond +-65504 clipped),
+  inputs and outputs included, so the graph is fp16 at its interface and in the pointwise layers;
+* ``Cast`` nodes are inserted where a tensor crosses between the two, once per tensor.
+
+TensorRT builds such a graph as a strongly typed network (the casts fix each layer's precision).
+
+:func:`fp16_error_per_layer` measures what each layer kind costs in fp16 (that layer kind alone
+in fp16, everything else float32), the numbers behind :data:`DEFAULT_KEEP_FP32`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+__all__ = ["DEFAULT_KEEP_FP32", "LAYER_KINDS", "convert_mixed_fp16", "node_classes", "fp16_error_per_layer"]
+
+#: Module classes computed in float32 inside fp16 graphs: the spectral transforms (truncated DFT
+#: convolutions and the Fourier units' full-spectrum DFTs) and the normalisations.
+DEFAULT_KEEP_FP32 = ("SpectralConv", "FourierUnit", "BatchNorm", "InstanceNorm", "LayerNorm", "GroupNorm")
+
+#: Layer kinds for :func:`fp16_error_per_layer`: name -> module class names (prefix match).
+LAYER_KINDS = {
+    "spectral conv (truncated DFT)": ("SpectralConv",),
+    "Fourier unit (full DFT)": ("FourierUnit",),
+    "normalisation": ("BatchNorm", "InstanceNorm", "LayerNorm", "GroupNorm"),
+    "pointwise conv (lifting, skips, projection)": ("PointwiseConv", "Linear", "Conv"),
+    "activation": ("GELU", "ReLU", "LeakyReLU", "SiLU", "Tanh"),
+}
+
+#: Node inputs that ONNX requires to stay float32 whatever the data type (op_type -> input indices).
+_KEEP_FLOAT32_INPUTS = {"Resize": {2}}
+_FP16_MAX = 65504.0
+_INLINE_LIMIT = 1_500_000_000
+
+
+def node_classes(node) -> list[str]:
+    """Module class names (unqualified) a node of a torch-exported ONNX graph belongs to, outermost first."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.class_hierarchy":
+            text = prop.value.strip("[]")
+            return [c.strip().strip("'\"").rsplit(".", 1)[-1] for c in text.split(",") if c.strip()]
+    return []
+
+
+def _matcher(keep: Iterable[str]) -> Callable[[object], bool]:
+    keep = tuple(keep)
+
+    def is_fp32(node) -> bool:
+        return any(c.startswith(k) for c in node_classes(node) for k in keep)
+
+    return is_fp32
+
+
+def convert_mixed_fp16(src: str | Path, dst: str | Path, keep: Sequence[str] | Callable[[object], bool]
+                       = DEFAULT_KEEP_FP32) -> dict:
+    """Write an fp16 copy of the float32 ONNX graph ``src`` to ``dst``, with the nodes of the module
+    classes ``keep`` (or the nodes for which ``keep(node)`` is true) computing in float32.
+
+    Inputs and outputs are float16. float64, integer and bool tensors are untouched. The result
+    passes ``onnx.checker`` and strict type inference, else ValueError; ``dst`` is written atomically.
+
+    Returns
+    -------
+    ``{"clipped", "underflow", "converted_initializers", "fp32_nodes", "fp16_nodes", "casts",
+    "fp32_layers"}``: counts, and the module classes kept in float32.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src))
+    graph = model.graph
+    for node in graph.node:
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            raise ValueError(f"{src.name}: node {node.name} ({node.op_type}) has a subgraph; mixed fp16 "
+                             "conversion supports flat graphs only")
+    is_fp32 = keep if callable(keep) else _matcher(keep)
+    facts = {"clipped": 0, "underflow": 0, "converted_initializers": 0, "fp32_nodes": 0, "fp16_nodes": 0,
+             "casts": 0, "fp32_layers": [] if callable(keep) else list(keep)}
+
+    # element types of every value of the float32 graph
+    inferred = onnx.shape_inference.infer_shapes(model)
+    elem: dict[str, int] = {}
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        elem[v.name] = v.type.tensor_type.elem_type
+    for t in graph.initializer:
+        elem[t.name] = t.data_type
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.TENSOR:
+                    elem[node.output[0]] = a.t.data_type
+
+    nodes = list(graph.node)
+    island = [bool(is_fp32(n)) for n in nodes]
+    consumers: dict[str, list[int]] = {}
+    for k, node in enumerate(nodes):
+        for name in node.input:
+            consumers.setdefault(name, []).append(k)
+    pinned = {node.input[i] for node in graph.node for i in _KEEP_FLOAT32_INPUTS.get(node.op_type, ())
+              if i < len(node.input) and node.input[i]}
+
+    # where each float32 value lives: FLOAT (island producer / island-only weights) or FLOAT16
+    home: dict[str, int] = {}
+    for k, node in enumerate(nodes):
+        for out in node.output:
+            if elem.get(out) == TensorProto.FLOAT:
+                home[out] = TensorProto.FLOAT if island[k] or out in pinned else TensorProto.FLOAT16
+    for t in graph.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            users = consumers.get(t.name, [])
+            home[t.name] = (TensorProto.FLOAT if t.name in pinned or (users and all(island[u] for u in users))
+                            else TensorProto.FLOAT16)
+    for v in graph.input:
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            home[v.name] = TensorProto.FLOAT16
+
+    def half(tensor):
+        values = numpy_helper.to_array(tensor).astype(np.float32)
+        facts["clipped"] += int(np.count_nonzero(np.abs(values) > _FP16_MAX))
+        converted = np.clip(values, -_FP16_MAX, _FP16_MAX).astype(np.float16)
+        facts["underflow"] += int(np.count_nonzero((converted == 0) & (values != 0)))
+        return numpy_helper.from_array(converted, tensor.name)
+
+    for i, t in enumerate(graph.initializer):
+        if t.data_type == TensorProto.FLOAT and home[t.name] == TensorProto.FLOAT16:
+            graph.initializer[i].CopyFrom(half(t))
+            facts["converted_initializers"] += 1
+
+    casts: dict[tuple[str, int], str] = {}
+    new_nodes = []
+
+    def cast_of(name: str, to: int) -> str:
+        key = (name, to)
+        if key not in casts:
+            casts[key] = f"{name}__as_{'fp32' if to == TensorProto.FLOAT else 'fp16'}"
+            new_nodes.append(helper.make_node("Cast", [name], [casts[key]], to=to,
+                                              name=f"mixed_precision_cast_{len(casts)}"))
+        return casts[key]
+
+    for k, node in enumerate(nodes):
+        fp32 = island[k]
+        facts["fp32_nodes" if fp32 else "fp16_nodes"] += 1
+        keep_idx = _KEEP_FLOAT32_INPUTS.get(node.op_type, set())
+        for i, name in enumerate(node.input):
+            if name in home:
+                want = TensorProto.FLOAT if (fp32 or i in keep_idx) else TensorProto.FLOAT16
+                if home[name] != want:
+                    node.input[i] = cast_of(name, want)
+        if not fp32:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT:
+                    if not (node.op_type == "Constant" and node.output[0] in pinned):
+                        attr.t.CopyFrom(half(attr.t))
+                elif attr.name in ("to", "dtype") and attr.type == onnx.AttributeProto.INT \
+                        and attr.i == TensorProto.FLOAT and not any(o in pinned for o in node.output):
+                    attr.i = TensorProto.FLOAT16
+        new_nodes.append(node)
+
+    # graph outputs are float16: cast island-produced outputs
+    renames = {}
+    for v in graph.output:
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            if home.get(v.name) == TensorProto.FLOAT:
+                renames[v.name] = f"{v.name}__fp32"
+            v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    if renames:
+        for node in new_nodes:
+            for i, name in enumerate(node.output):
+                if name in renames:
+                    node.output[i] = renames[name]
+            for i, name in enumerate(node.input):
+                if name in renames:
+                    node.input[i] = renames[name]
+        for old, new in renames.items():
+            new_nodes.append(helper.make_node("Cast", [new], [old], to=TensorProto.FLOAT16,
+                                              name=f"mixed_precision_output_cast_{old}"))
+            home[new] = TensorProto.FLOAT
+    facts["casts"] = len(casts) + len(renames)
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    for v in graph.value_info:
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = home.get(v.name, TensorProto.FLOAT16)
+    for v in graph.input:
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.FLOAT16
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        onnx.checker.check_model(model, full_check=False)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        if model.ByteSize() > _INLINE_LIMIT:
+            onnx.save(model, str(tmp), save_as_external_data=True, location=dst.name + ".data")
+        else:
+            onnx.save(model, str(tmp))
+        onnx.checker.check_model(str(tmp))
+        tmp.replace(dst)
+    except onnx.checker.ValidationError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"the mixed fp16 copy of {src.name} is not a valid ONNX graph: {exc}") from None
+    except onnx.shape_inference.InferenceError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"the mixed fp16 copy of {src.name} has inconsistent types: {exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return facts
+
+
+def fp16_error_per_layer(onnx_path: str | Path, reference: Callable, cases, workdir: str | Path,
+                         kinds: dict[str, Sequence[str]] | None = None) -> dict[str, dict]:
+    """Max |ddf error| in voxels (vs ``reference``, e.g. PyTorch fp32) of fp16 graphs of ``onnx_path``:
+    ``all fp16``; each layer kind of ``kinds`` (default :data:`LAYER_KINDS`) ALONE in fp16 (the rest
+    float32: what that kind costs); everything else in fp16 with that kind float32; and the default
+    mixed graph (:data:`DEFAULT_KEEP_FP32` float32). ``cases``: :func:`fnoreg_export.parity.parity_cases`.
+    Returns ``{name: {"max_abs_vox", "mean_abs_vox", "ref_max_abs_vox"}}``.
+    """
+    from . import parity as P
+
+    kinds = dict(LAYER_KINDS if kinds is None else kinds)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    variants: dict[str, Callable[[object], bool] | tuple] = {"all fp16": ()}
+    for name, classes in kinds.items():
+        only = _matcher(classes)
+        variants[f"only {name} fp16"] = (lambda node, only=only: not only(node))
+        variants[f"all fp16 but {name}"] = tuple(classes)
+    variants["mixed (default: spectral + norms fp32)"] = DEFAULT_KEEP_FP32
+    out = {}
+    for i, (name, keep) in enumerate(variants.items()):
+        path = workdir / f"variant{i}.fp16.onnx"
+        convert_mixed_fp16(onnx_path, path, keep)
+        results = P.measure(reference, P.OrtRunner(path), cases)
+        out[name] = {"max_abs_vox": max(r.max_abs_vox for r in results),
+                     "mean_abs_vox": float(sum(r.mean_abs_vox for r in results) / len(results)),
+                     "ref_max_abs_vox": max(r.ref_max_abs_vox for r in results)}
+    return out
