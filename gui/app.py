@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication
 
 from .main_window import MainWindow
 
-__all__ = ["build_parser", "parse_args", "build_window", "main"]
+__all__ = ["build_parser", "parse_args", "build_window", "display_problem", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +102,24 @@ def build_window(argv=None, settings: QSettings | None = None) -> MainWindow:
     return win
 
 
+def display_problem(environ=None, platform: str | None = None) -> str | None:
+    """Why no window can open here (one line, with what to do instead), or None.
+
+    On Linux/BSD Qt needs ``$DISPLAY`` (X11) or ``$WAYLAND_DISPLAY``, unless ``$QT_QPA_PLATFORM``
+    names a platform plugin (``offscreen`` for screenshots); without one Qt aborts the process.
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if platform.startswith(("win", "darwin", "cygwin")) or environ.get("QT_QPA_PLATFORM"):
+        return None
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display: $DISPLAY and $WAYLAND_DISPLAY are unset. Run fnoreg-gui in a desktop session (or ssh -X); "
+            "without one, register headless with fnoreg-register or python -m fnoreg_export.demo")
+
+
 def main(argv=None) -> int:
     """Entry point of ``fnoreg-gui``: parse, build the window, show it and run the event loop.
 
@@ -114,6 +132,10 @@ def main(argv=None) -> int:
         args = parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
         return int(exc.code or 0)
+    problem = display_problem()
+    if problem and QApplication.instance() is None:  # Qt would abort the process (core dump, exit 134)
+        print(f"fnoreg-gui: error: {problem}", file=sys.stderr)
+        return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     win = build_window(args)
     win.show()

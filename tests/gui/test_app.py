@@ -267,3 +267,18 @@ def test_widgets_follow_state(qtbot, win):
     win.state.set_display(mode="difference", overlay="jacobian", label_mode="fill", checker_tile=7)
     assert win.controls.mode_combo.currentData() == "difference" and win.controls.overlay_combo.currentData() == "jacobian"
     assert win.controls.labels_combo.currentText() == "fill" and win.controls.tile_spin.value() == 7
+
+
+def test_no_display_is_one_line_and_exit_2(monkeypatch, capsys):
+    """Issue 21: without a display fnoreg-gui says so (exit 2) instead of Qt aborting (exit 134)."""
+    from fnoreg_gui import app
+
+    assert app.display_problem({}, "linux").startswith("no display")
+    assert app.display_problem({"DISPLAY": ":0"}, "linux") is None
+    assert app.display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert app.display_problem({}, "darwin") is None
+    monkeypatch.setattr(app, "display_problem", lambda: "no display: test")
+    monkeypatch.setattr(app.QApplication, "instance", staticmethod(lambda: None))
+    assert app.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "fnoreg-gui: error: no display: test"
