@@ -7,6 +7,7 @@ the signature of :mod:`fnoreg_core.evaluate`: ``predict(moving, fixed) -> ddf_vo
 on one grid (``vox_to_ras``), returning the exact fixed -> moving displacement in voxels, measured by
 pushing coordinate images through the tool's own resampling (linear interpolation of a linear
 function is exact); voxels mapped from outside the moving image are NaN, as for the dipy baselines.
+``predict.last_seconds`` holds the tool's own registration time (the coordinate mapping excluded).
 
 Install: ``pip install antspyx picsl-greedy`` (the ``bench`` extra).
 """
@@ -85,9 +86,13 @@ def _ants_predictor(kind: str, vox_to_ras: np.ndarray, threads: int) -> Callable
     spacing = tuple(float(s) for s in np.linalg.norm(vox_to_ras[:3, :3], axis=0))
 
     def predict(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+        import time
+
         f = ants.from_numpy(fixed.astype(np.float32), spacing=spacing)
         m = ants.from_numpy(moving.astype(np.float32), spacing=spacing)
+        t0 = time.perf_counter()
         reg = ants.registration(f, m, type_of_transform="Affine" if kind == "ants_affine" else "SyN")
+        predict.last_seconds = time.perf_counter() - t0
         mapped = [ants.apply_transforms(f, ants.from_numpy(c.astype(np.float32), spacing=spacing),
                                         reg["fwdtransforms"], interpolator="linear").numpy()
                   for c in _coordinates(fixed.shape)]
@@ -101,7 +106,10 @@ def _greedy_predictor(kind: str, vox_to_ras: np.ndarray, threads: int) -> Callab
     from picsl_greedy import Greedy3D
 
     def predict(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+        import time
+
         f, m = _sitk_image(fixed, vox_to_ras), _sitk_image(moving, vox_to_ras)
+        t0 = time.perf_counter()
         g = Greedy3D()
         log = io.StringIO()  # greedy's verbose optimiser output
         g.execute(f"-i fixed moving {_GREEDY_AFFINE} -o aff -threads {threads}", out=log, err=log,
@@ -111,6 +119,7 @@ def _greedy_predictor(kind: str, vox_to_ras: np.ndarray, threads: int) -> Callab
             g.execute(f"-i fixed moving -it aff {_GREEDY_DEFORM} -o warp -threads {threads}", out=log, err=log,
                       fixed=f, moving=m, warp=None)
             chain = "warp aff"
+        predict.last_seconds = time.perf_counter() - t0
         mapped = []
         for c in _coordinates(fixed.shape):
             g.execute(f"-rf fixed -rm coord resliced -r {chain} -ri LINEAR", out=log, err=log, fixed=f,

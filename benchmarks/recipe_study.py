@@ -71,6 +71,14 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     "res_ncc_dice_mix_4mm": ("as res_ncc_dice_4mm on the shapes + brains mix, contrast randomised",
                              ["--data", "synth:mix", "--train-res", "40x48x56", "--loss", "ncc", "--reg-weight", "1",
                               "--dice-weight", "1", "--lr", "1e-3", "--synth-option", "contrast=random", *RESIDUAL]),
+    # round 3: never the priors' real images (SynthMorph: shapes and contrasts only), so that nothing of
+    # fsaverage's / MNI152's intensity profile can be memorised
+    "res_synthonly_4mm": ("as res_ncc_dice_4mm on synthesised intensities only (synth:brains), contrast randomised",
+                          ["--data", "synth:brains", "--train-res", "40x48x56", "--loss", "ncc", "--reg-weight", "1",
+                           "--dice-weight", "1", "--lr", "1e-3", "--synth-option", "contrast=random", *RESIDUAL]),
+    "res_shapes_4mm": ("as res_synthonly_4mm on random shapes only (no brain anatomy at all)",
+                       ["--data", "synth", "--train-res", "40x48x56", "--loss", "ncc", "--reg-weight", "1",
+                        "--dice-weight", "1", "--lr", "1e-3", "--synth-option", "contrast=random", *RESIDUAL]),
 }
 
 
@@ -237,6 +245,33 @@ def write(results: list[dict], budget: float, path_md: Path) -> None:
     path_md.write_text("\n".join(lines) + "\n")
 
 
+def evaluate_checkpoints(paths: list[Path]) -> int:
+    """A table of checkpoints (e.g. along a long run): steps, real-pair Dice after affine, EPE."""
+    from fnoreg_core.checkpoint import load_checkpoint
+
+    base = summarise("affine only", evaluate(None), None)
+    pairs = list(base["pairs"])
+    lines = ["# Real-pair Dice along the long run (issue 15)", "",
+             f"`python benchmarks/recipe_study.py --checkpoints {' '.join(str(p) for p in paths)}` "
+             f"({time.strftime('%Y-%m-%d %H:%M')}). Pipeline: SimpleITK affine, then the network (2 mm). "
+             "Steps count optimiser steps of the run (batch 1 on the CPU, 8 on the GPU).", "",
+             "| checkpoint | step | val Dice (synth) | " + " | ".join(pairs) + " | mean | worst gain | % J<=0 | "
+             "EPE affine+net (mm) |", "|---|---|---|" + "---|" * (len(pairs) + 4),
+             "| affine only | - | - | " + " | ".join(f"{base['pairs'][p]['dice_affine']:.4f}" for p in pairs) +
+             f" | {base['dice_affine']:.4f} | - | 0 | {base['epe_affine_mm']:.2f} |"]
+    for path in paths:
+        ck = load_checkpoint(path)
+        r = summarise(str(path), evaluate(path), None)
+        lines.append(f"| {path} | {ck['step']} | {ck['metrics'].get('val_dice', float('nan')):.4f} | " +
+                     " | ".join(f"{r['pairs'][p]['dice_net']:.4f}" for p in pairs) +
+                     f" | {r['dice_net']:.4f} | {r['min_gain']:+.4f} | {r['folded_pct']:.3f} | {r['epe_net_mm']:.2f} |")
+        print(lines[-1], flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "long_run.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget-min", type=float, default=8.0, help="CPU minutes of optimisation per recipe")
@@ -244,7 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", help=f"recipes to run (default all: {', '.join(RECIPES)})")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "recipe_study")
     p.add_argument("--eval-only", action="store_true", help="evaluate the runs already in --work")
+    p.add_argument("--checkpoints", nargs="+", type=Path,
+                   help="evaluate these checkpoints (e.g. a long run's) the same way and write "
+                        "benchmarks/results/long_run.md instead")
     args = p.parse_args(argv)
+    if args.checkpoints:
+        return evaluate_checkpoints(args.checkpoints)
     names = args.only or list(RECIPES)
     unknown = sorted(set(names) - set(RECIPES))
     if unknown:
