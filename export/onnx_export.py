@@ -9,7 +9,7 @@ import logging
 import warnings
 from pathlib import Path
 
-__all__ = ["export_onnx", "convert_to_fp16", "io_spec", "graph_opset", "size_range", "DEFAULT_OPSET",
+__all__ = ["export_onnx", "fold_batchnorm", "convert_to_fp16", "io_spec", "graph_opset", "size_range", "DEFAULT_OPSET",
            "DEFAULT_MAX_SIZE", "INPUT_NAMES", "OUTPUT_NAMES"]
 
 #: Opset 20 is the first with 5-D GridSample; all our graphs use it.
@@ -22,9 +22,62 @@ DEFAULT_MAX_SIZE = 1024
 _INLINE_LIMIT = 1_500_000_000
 
 
+def _fold_into(linear, bn):
+    """A copy of ``linear`` (PointwiseConv or nn.Linear, weight (out, in)) with the eval-mode ``bn``
+    after it folded in: ``bn(linear(x)) == folded(x)``."""
+    import copy
+
+    import torch
+
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
+        shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+        bias = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
+        folded = copy.deepcopy(linear)
+        folded.weight = torch.nn.Parameter(linear.weight * scale[:, None])
+        folded.bias = torch.nn.Parameter(bias * scale + shift)
+    return folded
+
+
+def fold_batchnorm(model):
+    """Fold every eval-mode batch norm that follows a 1x1 convolution into that convolution.
+
+    Covers the Spectral Transforms (``Sequential(PointwiseConv, BatchNorm, ReLU)``) and the Fourier
+    Units (``conv`` = ``nn.Linear`` then ``bn``). Works on a deep copy (the model and its state_dict
+    are untouched) and returns it in eval mode; outputs are equal to float rounding. The exported
+    graph then has no BatchNormalization nodes: one pass over each volume fewer.
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    from fnoreg_core.layers.fourier_unit import FourierUnit
+    from fnoreg_core.layers.pointwise import PointwiseConv
+
+    model = copy.deepcopy(model).eval()
+    bns = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+    for module in model.modules():
+        if isinstance(module, FourierUnit) and isinstance(module.bn, bns) and module.bn.track_running_stats:
+            module.conv = _fold_into(module.conv, module.bn)
+            module.bn = nn.Identity()
+        elif isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                conv, bn = module[i], module[i + 1]
+                if isinstance(conv, (PointwiseConv, nn.Linear)) and isinstance(bn, bns) and bn.track_running_stats:
+                    if conv.bias is None and isinstance(conv, PointwiseConv):
+                        biased = PointwiseConv(conv.in_channels, conv.out_channels, bias=True)
+                        biased.weight = conv.weight
+                        torch.nn.init.zeros_(biased.bias)
+                        conv = biased
+                    module[i] = _fold_into(conv, bn)
+                    module[i + 1] = nn.Identity()
+    return model
+
+
 def export_onnx(model, path: str | Path, example_size: tuple[int, ...], dynamic: bool = True,
                 opset: int = DEFAULT_OPSET, max_size: int = DEFAULT_MAX_SIZE,
-                external_data: bool | None = None) -> Path:
+                external_data: bool | None = None, fold_bn: bool = True) -> Path:
     """Export ``model(moving, fixed) -> ddf_norm`` to ``path``.
 
     Parameters
@@ -40,6 +93,8 @@ def export_onnx(model, path: str | Path, example_size: tuple[int, ...], dynamic:
     max_size : largest size of every spatial axis of a dynamic graph
     external_data : weights in a separate ``<file>.data``; None (default): only when they are too
         large for one protobuf file (> 1.5 GB), so ordinary models are one self-contained file
+    fold_bn : fold the batch norms into the 1x1 convolutions before them (:func:`fold_batchnorm`;
+        the exported graph only, the model is untouched)
 
     Returns
     -------
@@ -63,7 +118,7 @@ def export_onnx(model, path: str | Path, example_size: tuple[int, ...], dynamic:
     multiple = model.size_multiple() if dynamic else 1
     if any(n % multiple for n in example_size):
         raise ValueError(f"expected example sizes that are multiples of {multiple}, got {example_size}")
-    model = model.eval()
+    model = fold_batchnorm(model) if fold_bn else model.eval()
     batch = 2 if dynamic else 1  # an example batch of 1 would be specialised to 1
     gen = torch.Generator().manual_seed(0)
     # distinct example tensors: passing one tensor twice makes the exporter alias the inputs
