@@ -94,7 +94,7 @@ def test_runtime_and_cli_run_without_torch(fno2d):
 def test_register_matches_torch_at_accepted_size(fno2d, reg2d):
     model, _ = fno2d
     fixed, moving = pair((48, 64))
-    res = reg2d.register(fixed=fixed, moving=moving)
+    res = reg2d.register(fixed=fixed, moving=moving, pipeline=NETWORK_ONLY)
     expected = torch_ddf(model, normalise(moving)[0], normalise(fixed)[0])
     assert not res.resampled and res.network_shape == (48, 64)
     assert np.abs(ddf_norm_to_vox(expected, (48, 64))).max() > 0.5, "outputs too small to test parity"
@@ -130,8 +130,8 @@ def test_session_reused_and_threads(fno2d, reg2d):
     assert reg2d.session.get_session_options().intra_op_num_threads == 1
     session = reg2d.session
     fixed, moving = pair((48, 64), seed=2)
-    a = reg2d.register(fixed=fixed, moving=moving)
-    b = reg2d.register(fixed=fixed, moving=moving)
+    a = reg2d.register(fixed=fixed, moving=moving, pipeline=NETWORK_ONLY)
+    b = reg2d.register(fixed=fixed, moving=moving, pipeline=NETWORK_ONLY)
     assert reg2d.session is session
     np.testing.assert_array_equal(a.ddf_norm, b.ddf_norm)
     assert set(a.timings) >= {"prepare", "inference", "postprocess", "warp", "metrics", "total"}
@@ -149,7 +149,7 @@ def test_static_card_resamples_to_its_size(fno2d, tmp_path):
     card.save(onnx_path.with_name(onnx_path.name + ".json"))
     reg = Registrator.load(onnx_path, threads=1)
     fixed, moving = pair((48, 64), seed=3)
-    res = reg.register(fixed=fixed, moving=moving)
+    res = reg.register(fixed=fixed, moving=moving, pipeline=NETWORK_ONLY)
     assert res.resampled and res.network_shape == (32, 48) and res.moved.shape == (48, 64)
 
 
@@ -431,7 +431,7 @@ def test_fnoreg_2d_runtime_matches_torch(tmp_path_factory):
     reg = Registrator.load(path, threads=1)
     for shape in [(48, 64), (45, 70)]:
         fixed, moving = pair(shape, seed=9)
-        res = reg.register(fixed=fixed, moving=moving)
+        res = reg.register(fixed=fixed, moving=moving, pipeline=NETWORK_ONLY)
         run_shape = res.network_shape
         f_n, m_n = normalise(fixed)[0], normalise(moving)[0]
         if res.resampled:
