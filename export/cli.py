@@ -31,7 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Sequence
 
-from fnoreg_core.staging import StagedOutputs
+from fnoreg_core.geometry import ImageError
+from fnoreg_core.staging import OUTPUT_OPTION_HELP, OutputError, StagedOutputs
 
 __all__ = ["main", "build_parser", "parse_res", "UsageError", "ExportError", "ParityError"]
 
@@ -79,7 +80,18 @@ def parse_res(text: str) -> tuple[int, ...]:
         raise UsageError(f"--res {text!r} is not a size like 160x192x224 (or 160x192 for 2D models)") from None
     if any(n <= 0 for n in size):
         raise UsageError(f"--res {text!r} has a non-positive size")
+    from fnoreg_core.geometry import MAX_AXIS, MAX_VOXELS
+
+    if any(n > MAX_AXIS for n in size) or _prod(size) > MAX_VOXELS:
+        raise UsageError(f"--res {text!r} is too large (at most {MAX_AXIS} per axis and {MAX_VOXELS:,} voxels)")
     return size
+
+
+def _prod(size: Sequence[int]) -> int:
+    n = 1
+    for v in size:
+        n *= int(v)
+    return n
 
 
 def res_name(size: Sequence[int]) -> str:
@@ -116,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the fp32 files are kept")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: <checkpoint folder>/<checkpoint name>-export)")
+    p.add_argument("--overwrite", action="store_true", help=OUTPUT_OPTION_HELP)
     p.add_argument("--triton", type=Path, default=None, metavar="DIR",
                    help="write an NVIDIA Triton Inference Server model repository here")
     p.add_argument("--triton-max-batch", type=int, default=4, metavar="N",
@@ -296,6 +309,9 @@ class Plan:
         dims = model.dims
         if args.opset < 20:
             raise UsageError(f"--opset {args.opset}: expected 20 or higher (5-D GridSample needs opset 20)")
+        top = _max_opset()
+        if args.opset > top:
+            raise UsageError(f"--opset {args.opset}: the installed onnx knows opsets up to {top}; use 20..{top}")
         if args.triton_max_batch < 0:
             raise UsageError(f"--triton-max-batch {args.triton_max_batch}: expected 0 or more")
         sizes: list[tuple[int, ...]] = []
@@ -378,12 +394,22 @@ class Plan:
         return n
 
 
+def _max_opset() -> int:
+    try:
+        import onnx
+
+        return int(onnx.defs.onnx_opset_version())
+    except Exception:  # noqa: BLE001 - onnx missing: the export itself says so
+        return 10**6
+
+
 class Outputs(StagedOutputs):
     """A staging folder per destination (:class:`fnoreg_core.staging.StagedOutputs`, file by file);
-    files move into place only at :meth:`commit`."""
+    files move into place only at :meth:`commit`, under the output rule (only files an earlier
+    fnoreg run wrote are replaced, and only with ``--overwrite``)."""
 
-    def __init__(self):
-        super().__init__(how="files")
+    def __init__(self, overwrite: bool = False):
+        super().__init__(how="files", overwrite=overwrite, tool=PROG)
 
     def staging(self, destination: Path) -> Path:
         return self.folder(destination)
@@ -451,8 +477,9 @@ def run(args) -> int:
         if getattr(model.config, "factorization", None) == "tucker":
             notes.append("Tucker-factorised spectral weights are exported as they are (core x factors in the graph)")
 
-    outputs = Outputs()
+    outputs = Outputs(overwrite=args.overwrite)
     try:
+        outputs.check(plan.out, ["model.onnx"] if args.dynamic else [])  # refuse before the work
         stage_dir = outputs.staging(plan.out)
         graphs: list[tuple[Path, tuple[int, ...] | None]] = []  # (fp32 graph, static size or None)
         cases_cache: dict[tuple[int, ...], list] = {}
@@ -698,7 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except (UsageError, CheckpointError) as exc:
+    except (UsageError, CheckpointError, OutputError, ImageError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except ExportError as exc:
@@ -713,7 +740,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, TensorRTUnavailable):
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 2
-        print(f"{PROG}: error: export failed ({type(exc).__name__}: {exc}); no files were written", file=sys.stderr)
+        from fnoreg_core.validate import log_traceback
+
+        log = log_traceback(PROG, exc)
+        print(f"{PROG}: error: export failed ({type(exc).__name__}: {str(exc)[:300]}); no files were written "
+              f"(full traceback in {log})", file=sys.stderr)
         return 1
 
 

@@ -25,8 +25,10 @@ from the CSV, else ``pair_000``, ``pair_001``, ...) and ``out/summary.csv``.
 
 Exit codes: 0 done; 2 bad input (missing file, not an image, 4-D image, fixed and moving of different
 dimensionality, NaNs, a model file that is not an FNOReg export, an unavailable backend, an output
-folder that already holds results); 1 internal failure. Outputs are written to a temporary folder
-beside ``OUT`` and renamed into place at the end, so a failed run leaves nothing behind.
+folder that already holds results, or one another run is writing to); 1 internal failure (one line
+naming the log file with the traceback). Outputs are built in a private staging folder inside ``OUT``
+and moved into place at the end, so a failed run leaves nothing behind; files fnoreg did not write
+are never replaced (:mod:`fnoreg_core.staging`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fnoreg_core.staging import OUTPUT_OPTION_HELP
+from fnoreg_core.validate import float_option, int_option, max_threads, run_cli
 
 PROG = "fnoreg-register"
 
@@ -109,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["auto", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt"],
                    help="inference backend. Default: auto (tensorrt for .engine, onnxruntime-cuda if available, "
                         "else onnxruntime-cpu)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=int_option("--threads", 1, max_threads), default=None, metavar="N",
                    help="onnxruntime intra-op threads. Default: onnxruntime's choice (all physical cores)")
     p.add_argument("--no-canonical", action="store_true",
                    help="run the network on the fixed grid as stored instead of its RAS+ reorientation. "
@@ -122,14 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instance refinement of the network's field (LNCC + diffusion): off, default "
                         f"({'x'.join(map(str, DEFAULT_REFINE_ITERATIONS))}: coarse x fine iterations), a count (60), "
                         "or counts per level (40x3). Default: " + DEFAULT_REFINE_CLI)
-    p.add_argument("--refine-time", type=float, default=None, metavar="S",
+    p.add_argument("--refine-time", type=float_option("--refine-time", 0, lo_open=True), default=None, metavar="S",
                    help="stop the refinement after S seconds (keeping its best field). Default: no cap")
     p.add_argument("--work-res", default="auto", metavar="RES",
                    help="grid the affine, the network and the refinement run on: auto (2mm in 3-D, native in 2-D), "
                         "2mm, native, or a size DxHxW; the field is mapped to the fixed image's own grid. "
                         "Default: auto")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace results already in OUT. Default: refuse")
+    p.add_argument("--overwrite", action="store_true", help=OUTPUT_OPTION_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar / per-pair lines (HPC logs)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     return p
@@ -321,14 +325,13 @@ def stage_dice(result, moving_labels, fixed_labels) -> dict[str, float]:
 # output folder (all or nothing)
 
 
-def _check_output(out: Path, names: list[str], overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output {out} exists and is not a folder")
-    if out.is_dir() and not overwrite:
-        clash = sorted(n for n in names if (out / n).exists())
-        if clash:
-            raise InputError(f"output folder {out} already holds {', '.join(clash[:3])}"
-                             f"{' ...' if len(clash) > 3 else ''}; pass --overwrite or choose another folder")
+def _output_names(pairs: list[Pair], batch: bool) -> list[str]:
+    """Relative paths a run will write (checked against the folder before any work)."""
+    names = []
+    for pair in pairs:
+        files = [f for f in OUTPUT_FILES if f != "moved_labels.nii.gz" or pair.moving_labels is not None]
+        names += [f"{pair.name}/{f}" for f in files] if batch else files
+    return names + (["summary.csv"] if batch else [])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -378,8 +381,11 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(str(exc)) from None
     out = Path(args.output).expanduser().absolute()
     batch = bool(args.pairs)
-    names = [p.name for p in pairs] + ["summary.csv"] if batch else list(OUTPUT_FILES)
-    _check_output(out, names, args.overwrite)
+    from fnoreg_core.staging import StagedOutputs
+
+    # each pair folder's / the folder's earlier fnoreg files are replaced as a set (--overwrite); nothing else
+    outputs = StagedOutputs(how="entries", overwrite=args.overwrite, tool=PROG)
+    outputs.check(out, _output_names(pairs, batch))
 
     pipeline = pipeline_from_args(args)
     reg = Registrator.load(model, backend=args.backend, threads=args.threads, canonical=not args.no_canonical)
@@ -388,13 +394,7 @@ def run(args: argparse.Namespace) -> int:
               f"{f', {args.threads} threads' if args.threads else ''}; {len(pairs)} pair(s) -> {out}",
               file=sys.stderr)
 
-    from fnoreg_core.staging import StagedOutputs
-
-    outputs = StagedOutputs(how="entries")  # each pair folder / file replaces its counterpart; nothing else
-    try:
-        staging = outputs.folder(out)
-    except PermissionError as exc:
-        raise InputError(str(exc)) from None
+    staging = outputs.folder(out, owns=() if batch else OUTPUT_FILES)  # locks OUT: one run at a time
     try:
         rows = []
         items, mode = _progress(pairs, enabled=batch and not (args.no_progress or args.quiet))
@@ -460,20 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     from .model_card import ModelCardError
     from .runtime import BackendError
 
-    try:
-        return run(args)
-    except (InputError, ImageError, ModelCardError, BackendError, AffineError, RefineError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; no output written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - an internal failure, reported with its type
-        import traceback
-
-        traceback.print_exc()
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (please report it)", file=sys.stderr)
-        return 1
+    return run_cli(PROG, lambda: run(args),
+                   (InputError, ImageError, ModelCardError, BackendError, AffineError, RefineError))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .staging import OUTPUT_OPTION_HELP
+from .validate import int_option, max_threads
+
 __all__ = ["evaluate", "main", "BASELINES", "summarise", "markdown_table", "EvalError", "end_point_error",
            "baseline_predictor"]
 
@@ -245,10 +248,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dims", type=int, choices=(2, 3), help="2 or 3 (default: the model's; needed without a model)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--baselines", default="none", help="comma list of none, affine, syn ('' for none). Default: none")
-    p.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
+    p.add_argument("--max-pairs", type=int_option("--max-pairs", 1), help="evaluate only the first N pairs (N >= 1)")
     p.add_argument("--out", type=Path, default=Path("eval"), help="output folder. Default: eval")
+    p.add_argument("--overwrite", action="store_true", help=OUTPUT_OPTION_HELP)
     p.add_argument("--device", default="cpu", help="PyTorch device for checkpoints. Default: cpu")
-    p.add_argument("--threads", type=int, help="onnxruntime / torch threads")
+    p.add_argument("--threads", type=int_option("--threads", 1, max_threads), help="onnxruntime / torch threads")
     return p
 
 
@@ -262,63 +266,84 @@ def main(argv: list[str] | None = None, loaders: dict[str, Loader] | None = None
     fnoreg_export: the ``fnoreg-eval`` command (:mod:`fnoreg_export.eval_cli`) passes the runtime's."""
     args = _parser().parse_args(argv)
     loaders = loaders or {}
-    from fnoreg_core.data import DataSpecError, open_source
-    from fnoreg_core.train import TrainError, parse_size
+    from fnoreg_core.checkpoint import CheckpointError
+    from fnoreg_core.data import DataSpecError
 
-    try:
-        methods: dict[str, Predictor] = {}
-        dims = args.dims
-        info: dict[str, Any] = {}
-        if args.model:
-            path = Path(args.model)
-            if not path.is_file():
-                raise EvalError(f"model {path} does not exist")
-            if path.suffix in loaders:
-                predict, info = loaders[path.suffix](path, args.threads)
-            elif path.suffix in (".onnx", ".engine", ".plan", ".trt"):
-                raise EvalError(f"{path.name} is an exported model; evaluate it with the fnoreg-eval command "
-                                "(python -m fnoreg_export.eval_cli), which runs it through the runtime's backends")
-            else:
-                if args.threads:
-                    import torch
+    from .staging import StagedOutputs
+    from .validate import run_cli
 
-                    torch.set_num_threads(args.threads)
-                predict, info = torch_predictor(path, args.device)
-            if dims is not None and dims != info["dims"]:
-                raise EvalError(f"--dims {dims} but the model is {info['dims']}D")
-            dims = info["dims"]
-            methods[info["name"]] = predict
-        if dims is None:
-            raise EvalError("give a model or --dims")
-        res = parse_size(args.res) if args.res else None
-        source = open_source(args.data, dims, args.split, shape=res)
-        if info and any(n < m for n, m in zip(source.shape, info["min_size"])):
-            raise EvalError(f"size {source.shape} is below the model's minimum {info['min_size']}; use a larger --res")
-        for name in [b for b in args.baselines.split(",") if b]:
-            if name not in BASELINES:
-                raise EvalError(f"unknown baseline {name!r}, expected some of {BASELINES}")
-            methods[name] = baseline_predictor(name, _grid_affine(source))
-        if not methods:
-            raise EvalError("nothing to evaluate: give a model and/or --baselines")
-        if not source.has_labels:
-            print("fnoreg-eval: note: this data has no labels; Dice is not reported", file=sys.stderr)
-        print(f"evaluating {', '.join(methods)} on {source.describe()}")
-        rows = evaluate(methods, source, args.max_pairs)
-    except (EvalError, DataSpecError, TrainError) as exc:
-        print(f"fnoreg-eval: error: {exc}", file=sys.stderr)
-        return 2
+    outputs = StagedOutputs(how="files", overwrite=args.overwrite, tool="fnoreg-eval")
+    return run_cli("fnoreg-eval", lambda: _run(args, loaders, outputs),
+                   (EvalError, DataSpecError, CheckpointError, _train_error()))
+
+
+def _train_error():
+    from fnoreg_core.train import TrainError
+
+    return TrainError
+
+
+OUTPUT_NAMES = ("pairs.csv", "summary.json", "summary.md")
+
+
+def _run(args, loaders: dict, outputs) -> int:
+    from fnoreg_core.data import open_source
+    from fnoreg_core.train import parse_size
+
+    outputs.check(args.out, OUTPUT_NAMES)  # refuse before the work, not after it
+    methods: dict[str, Predictor] = {}
+    dims = args.dims
+    info: dict[str, Any] = {}
+    if args.model:
+        path = Path(args.model)
+        if not path.is_file():
+            raise EvalError(f"model {path} does not exist")
+        if path.suffix in loaders:
+            predict, info = loaders[path.suffix](path, args.threads)
+        elif path.suffix in (".onnx", ".engine", ".plan", ".trt"):
+            raise EvalError(f"{path.name} is an exported model; evaluate it with the fnoreg-eval command "
+                            "(python -m fnoreg_export.eval_cli), which runs it through the runtime's backends")
+        else:
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            predict, info = torch_predictor(path, args.device)
+        if dims is not None and dims != info["dims"]:
+            raise EvalError(f"--dims {dims} but the model is {info['dims']}D")
+        dims = info["dims"]
+        methods[info["name"]] = predict
+    if dims is None:
+        raise EvalError("give a model or --dims")
+    res = parse_size(args.res) if args.res else None
+    source = open_source(args.data, dims, args.split, shape=res)
+    if info and any(n < m for n, m in zip(source.shape, info["min_size"])):
+        raise EvalError(f"size {source.shape} is below the model's minimum {info['min_size']}; use a larger --res")
+    for name in [b for b in args.baselines.split(",") if b]:
+        if name not in BASELINES:
+            raise EvalError(f"unknown baseline {name!r}, expected some of {BASELINES}")
+        methods[name] = baseline_predictor(name, _grid_affine(source))
+    if not methods:
+        raise EvalError("nothing to evaluate: give a model and/or --baselines")
+    if not source.has_labels:
+        print("fnoreg-eval: note: this data has no labels; Dice is not reported", file=sys.stderr)
+    print(f"evaluating {', '.join(methods)} on {source.describe()}")
+    rows = evaluate(methods, source, args.max_pairs)
+    if not rows:
+        raise EvalError(f"{args.data} ({args.split}) gave no pairs to evaluate")
     summary = summarise(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(args.out / "pairs.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    (args.out / "summary.json").write_text(json.dumps({"data": args.data, "split": args.split,
-                                                       "size": list(source.shape), "methods": summary}, indent=1) + "\n")
-    table = markdown_table(summary)
-    (args.out / "summary.md").write_text(f"Data `{args.data}` ({args.split}), size {'x'.join(map(str, source.shape))}\n\n"
-                                         + table)
+    with outputs:  # the output rule: staged, validated, moved into place (fnoreg_core.staging)
+        tmp = outputs.folder(args.out)
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with open(tmp / "pairs.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        (tmp / "summary.json").write_text(json.dumps({"data": args.data, "split": args.split,
+                                                      "size": list(source.shape), "methods": summary}, indent=1) + "\n")
+        table = markdown_table(summary)
+        (tmp / "summary.md").write_text(f"Data `{args.data}` ({args.split}), size {'x'.join(map(str, source.shape))}\n\n"
+                                        + table)
     print(table)
     return 0
 

@@ -28,10 +28,13 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["ImageError", "check_affine", "affine_nd", "spacing", "same_grid", "squeeze_shape", "squeeze_to",
+__all__ = ["ImageError", "MAX_AXIS", "MAX_VOXELS", "check_affine", "affine_nd", "spacing", "same_grid", "squeeze_shape", "squeeze_to",
            "ras_orientation", "reorient_to_ras", "RASFrame", "inside", "sample", "pull", "resample",
            "resample_index", "warp_vox", "resize", "corner_matrix"]
 
+#: largest image the tools accept: per axis and in total (a 0.25 mm whole head is ~ 1000 x 1000 x 800)
+MAX_AXIS = 4096
+MAX_VOXELS = 1 << 30
 _SLAB_VOXELS = 1 << 21  # resampling works in slabs of about this many voxels (bounded memory)
 _RAS = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
 
@@ -71,7 +74,17 @@ def check_affine(affine, name: str = "affine", dims: int | None = None) -> np.nd
     if not np.all(np.isfinite(aff)):
         raise ImageError(f"{name} contains NaN or inf")
     if dims is not None and abs(np.linalg.det(affine_nd(aff, dims)[:dims, :dims])) < 1e-12:
-        raise ImageError(f"{name} is singular (not invertible) in its {dims} spatial axes: {aff.tolist()}")
+        raise ImageError(f"{name} is singular (not invertible) in its {dims} spatial axes: {aff.tolist()}; "
+                         "fix the image header (voxel sizes / orientation), e.g. with nibabel or fslorient")
+    if not np.allclose(aff[3], [0.0, 0.0, 0.0, 1.0], atol=1e-6):
+        raise ImageError(f"{name} has a perspective last row {aff[3].tolist()}; a voxel -> RAS affine ends with "
+                         "[0, 0, 0, 1] (fix the image header, e.g. with nibabel)")
+    aff[3] = (0.0, 0.0, 0.0, 1.0)
+    if dims == 2 and abs(np.linalg.det(aff[:3, :3])) < 1e-12:
+        # 2-D: only the in-plane block counts; a degenerate slice axis (z voxel size 0) becomes the unit
+        # normal of the plane, so that code inverting the full 4x4 works
+        normal = np.cross(aff[:3, 0], aff[:3, 1])
+        aff[:3, 2] = normal / np.linalg.norm(normal)
     return aff
 
 

@@ -39,14 +39,20 @@ class TrainError(ValueError):
 
 def parse_size(text: str | list | tuple | None) -> tuple[int, ...] | None:
     """``"80x96x112"`` (or a list) -> ``(80, 96, 112)``; None stays None."""
-    if text is None or isinstance(text, (list, tuple)):
-        return tuple(int(n) for n in text) if text is not None else None
+    if text is None:
+        return None
+    if isinstance(text, (list, tuple)):
+        text = "x".join(str(n) if isinstance(n, int) and not isinstance(n, bool) else "?" for n in text)
     try:
         size = tuple(int(v) for v in str(text).lower().split("x"))
     except ValueError:
         size = ()
     if len(size) not in (2, 3) or min(size) < 2:
         raise TrainError(f"expected a size like 160x192 or 80x96x112, got {text!r}")
+    from fnoreg_core.geometry import MAX_AXIS, MAX_VOXELS
+
+    if max(size) > MAX_AXIS or math.prod(size) > MAX_VOXELS:
+        raise TrainError(f"size {text!r} is too large (at most {MAX_AXIS} per axis and {MAX_VOXELS:,} voxels)")
     return size
 
 
@@ -85,15 +91,49 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(str(k) for k in set(values) - known)
         if unknown:
             raise TrainError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
-        cfg = cls(**values)
+        try:
+            cfg = cls(**values)
+        except TypeError as exc:
+            raise TrainError(f"bad config: {exc}") from None
         cfg.train_res = list(parse_size(cfg.train_res)) if cfg.train_res is not None else None
         cfg.val_res = list(parse_size(cfg.val_res)) if cfg.val_res is not None else None
         return cfg
 
     def validate(self) -> None:
+        from fnoreg_core.validate import check_number, max_threads
+
+        for key, kind in (("model", str), ("preset", (str, type(None))), ("data", str), ("val_data", (str, type(None))),
+                          ("loss", str), ("lr_schedule", str), ("amp", str), ("budget_clock", str), ("device", str),
+                          ("out", str), ("name", (str, type(None))), ("model_options", dict),
+                          ("synth_options", dict)):
+            if not isinstance(getattr(self, key), kind):
+                raise TrainError(f"{key} must be {'text' if kind is str else 'a mapping' if kind is dict else 'text'}"
+                                 f", got {getattr(self, key)!r}")
+        if self.dims is not None and self.dims not in (2, 3) or isinstance(self.dims, bool):
+            raise TrainError(f"dims must be 2 or 3, got {self.dims!r}")
+        numbers = {"lr": dict(lo=0, hi=10, lo_open=True), "reg_weight": dict(lo=0), "dice_weight": dict(lo=0),
+                   "field_weight": dict(lo=0), "steps": dict(lo=1, hi=10**9, integer=True),
+                   "batch_size": dict(lo=1, hi=4096, integer=True), "val_every": dict(lo=1, integer=True),
+                   "val_pairs": dict(lo=1, hi=100_000, integer=True), "workers": dict(lo=0, hi=max_threads(), integer=True),
+                   "seed": dict(lo=0, hi=2**32 - 1, integer=True)}
+        if self.time_budget_min is not None:
+            numbers["time_budget_min"] = dict(lo=0, lo_open=True)
+        for key, rule in numbers.items():
+            try:
+                setattr(self, key, check_number(getattr(self, key), key, **rule))
+            except ValueError as exc:
+                raise TrainError(str(exc)) from None
+        for key, value in self.model_options.items():
+            if isinstance(value, bool) or value is None or isinstance(value, str):
+                continue
+            if isinstance(value, (int, float)):
+                try:
+                    check_number(value, f"model option {key}", lo=0, hi=4096)
+                except ValueError as exc:
+                    raise TrainError(f"{exc} (a model option this large or negative cannot build a model)") from None
         if self.loss not in ("mse", "ncc"):
             raise TrainError(f"unknown loss {self.loss!r}, expected mse or ncc")
         for key in ("steps", "batch_size", "val_every", "val_pairs"):
@@ -122,8 +162,10 @@ def build_model(cfg: TrainConfig):
 
     try:
         return create_model(cfg.model, dims=cfg.dims, preset=cfg.preset, **cfg.model_options)
-    except ValueError as exc:
-        raise TrainError(str(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise TrainError(f"cannot build model {cfg.model!r} with options {cfg.model_options}: {exc}") from None
+    except RuntimeError as exc:  # torch: e.g. a layer too large to allocate
+        raise TrainError(f"cannot build model {cfg.model!r} with options {cfg.model_options}: {str(exc)[:200]}") from None
 
 
 def _check_size(model, size: tuple[int, ...], what: str) -> None:
@@ -297,13 +339,31 @@ def _distributed() -> tuple[int, int, int]:
 
 # -- the loop --------------------------------------------------------------------------------------
 
+#: what a run writes into its --out folder (fnoreg_core.staging.RunFolder guards them)
+RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "tb")
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           session_minutes: float | None = None) -> dict[str, Any]:
     """Run (or resume) training; return the final metrics. Raises :class:`TrainError` on bad input.
 
     ``session_minutes`` stops this session (validate, save) after that much wall time, whatever the
     run's budget: for leases such as a GPU machine lent for a few minutes; resume later.
+
+    The run folder ``cfg.out`` follows the output rule (:class:`fnoreg_core.staging.RunFolder`): one
+    run at a time (a lock), and a new run never writes over files it did not write
+    (:class:`~fnoreg_core.staging.OutputError`).
     """
+    from fnoreg_core.staging import RunFolder
+
+    cfg.validate()
+    if _distributed()[0] != 0:
+        return _train(cfg, resume, progress, session_minutes)
+    with RunFolder(cfg.out, RUN_FILES, resume=resume, tool="fnoreg-train"):
+        return _train(cfg, resume, progress, session_minutes)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, session_minutes: float | None) -> dict[str, Any]:
     import numpy as np
     import torch
     import torch.distributed as dist
@@ -364,7 +424,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         elif main_rank:
             print(f"fnoreg-train: {last} holds no optimizer state (weights only): Adam restarts from zero moments",
                   file=sys.stderr)
-        step, best_dice = int(ckpt["step"]), float(ckpt.get("best_val_dice", -math.inf))
+        try:
+            step, best_dice = int(ckpt.get("step", 0)), float(ckpt.get("best_val_dice", -math.inf))
+        except (TypeError, ValueError):
+            raise TrainError(f"--resume: {last} has an unreadable step count; start a new run in another --out") from None
         train_seconds = float(ckpt.get("train_seconds", 0.0))
         saved_clock = ckpt.get("train_config", {}).get("budget_clock", "wall")
         if cfg.time_budget_min is not None and saved_clock != cfg.budget_clock:
@@ -550,6 +613,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise TrainError(f"config file {args.config} does not exist")
         try:
             loaded = yaml.safe_load(args.config.read_text()) or {}
+        except (UnicodeDecodeError, OSError) as exc:
+            raise TrainError(f"cannot read {args.config} as a text YAML file ({exc}); give a YAML mapping of "
+                             "TrainConfig keys") from None
         except yaml.YAMLError as exc:
             raise TrainError(f"{args.config} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
@@ -585,18 +651,28 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fnoreg_core.checkpoint import CheckpointError
+    from fnoreg_core.validate import run_cli
+
     args = _parser().parse_args(argv)
-    try:
+    results: list[dict] = []
+
+    def body() -> int:
         cfg = config_from_args(args)
-        if args.session_minutes is not None and args.session_minutes <= 0:
-            raise TrainError("--session-minutes must be > 0")
-        result = train(cfg, resume=args.resume, progress=not args.no_progress, session_minutes=args.session_minutes)
-    except TrainError as exc:
-        print(f"fnoreg-train: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("fnoreg-train: interrupted; continue with --resume", file=sys.stderr)
-        return 130
+        if args.session_minutes is not None and not (args.session_minutes > 0 and math.isfinite(args.session_minutes)):
+            raise TrainError("--session-minutes must be a finite number > 0")
+        try:
+            results.append(train(cfg, resume=args.resume, progress=not args.no_progress,
+                                 session_minutes=args.session_minutes))
+        except KeyboardInterrupt:
+            print("fnoreg-train: interrupted; continue with --resume", file=sys.stderr)
+            return 130
+        return 0
+
+    code = run_cli("fnoreg-train", body, (TrainError, CheckpointError))
+    if code:
+        return code
+    result = results[0]
     if _distributed()[0] == 0:
         print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in result.items()}))
     return 0

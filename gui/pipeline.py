@@ -130,18 +130,24 @@ def register_pair(fixed: Volume, moving: Volume, model_path: str | Path, backend
     return result, moved_labels, time.perf_counter() - t0
 
 
-def save_outputs(state: ViewerState, folder: str | Path, which: tuple[str, ...] | None = None) -> list[Path]:
+def save_outputs(state: ViewerState, folder: str | Path, which: tuple[str, ...] | None = None,
+                 overwrite: bool = False) -> list[Path]:
     """Write the result with the runtime's writer (:func:`fnoreg_export.runtime.outputs.write_outputs`).
 
     The files, their names and report.json's keys are those of ``fnoreg-register``, on the fixed
     image's own grid as stored in its file (the GUI works on its RAS+ reorientation; the writer maps
     back). Written to a private staging folder and moved into place when complete. ``which`` picks
-    keys of ``OUTPUT_FILES`` (default: all that exist). Returns the written paths.
+    keys of ``OUTPUT_FILES`` (default: all that exist). Returns the written paths. The output rule
+    (:mod:`fnoreg_core.staging`): files already in ``folder`` are replaced only with ``overwrite``
+    and only when an earlier fnoreg save wrote them; a user's file is never replaced.
 
     Raises
     ------
     ValueError
         No result yet (press Register first), or unknown keys in ``which``.
+    fnoreg_core.staging.OutputError (a ValueError)
+        A file is in the way (nothing was written; ``overwrite`` replaces the tool's own earlier files),
+        or another run is writing to ``folder``.
     """
     from fnoreg_core.staging import StagedOutputs
     from fnoreg_export.runtime.outputs import dice_report, model_info, write_outputs
@@ -162,7 +168,10 @@ def save_outputs(state: ViewerState, folder: str | Path, which: tuple[str, ...] 
              for k in ("fixed", "moving", "moving_labels", "fixed_labels")}
     card = state.card
     model = model_info(path=state.model_path, card=card, backend=res.backend)
-    with StagedOutputs(how="files") as staged:
+    staged = StagedOutputs(how="files", overwrite=overwrite, tool="fnoreg-gui")
+    staged.check(folder, [OUTPUT_FILES[k] for k in which  # before creating anything
+                          if k != "moved_labels" or state.moved_labels is not None])
+    with staged:
         report = write_outputs(staged.folder(Path(folder)), res, moved_labels=state.moved_labels,
                                native_grid=_native_grid(state.fixed), which=which,
                                name=Path(paths["fixed"]).name if paths["fixed"] else "pair", inputs=paths,

@@ -166,13 +166,31 @@ class FilesMixin:
     # -- saving --------------------------------------------------------------------------------
     def save_to(self, folder) -> list[Path]:
         """Write the outputs (:func:`fnoreg_gui.pipeline.save_outputs`) to ``folder``; [] after a dialog."""
+        from fnoreg_core.staging import OutputError
+
         try:
-            written = save_outputs(self.state, folder)
+            try:
+                written = save_outputs(self.state, folder)
+            except OutputError as exc:  # earlier results there: ask before replacing (never a user's own file)
+                if "--overwrite" not in str(exc) or not self.confirm_replace(folder):
+                    raise
+                written = save_outputs(self.state, folder, overwrite=True)
         except Exception as exc:
-            self.show_error("Cannot save", f"{exc}")
+            self.show_error("Cannot save", str(exc).replace("pass --overwrite to replace",
+                                                            "confirm replacing"))
             return []
         self.statusBar().showMessage(f"saved {len(written)} files to {folder}", 10000)
         return written
+
+    def confirm_replace(self, folder) -> bool:
+        """Ask whether to replace the results an earlier save wrote in ``folder`` (default: No)."""
+        from PySide6.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(self, "Replace earlier results?",
+                                      f"{folder} already holds results saved by fnoreg. Replace them? (Files you "
+                                      "wrote yourself are never replaced.)", QMessageBox.Yes | QMessageBox.No,
+                                      QMessageBox.No)
+        return answer == QMessageBox.Yes
 
     def save_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save outputs to folder", self.save_start_dir())

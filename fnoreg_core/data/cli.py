@@ -12,6 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from fnoreg_core.staging import OUTPUT_OPTION_HELP
+from fnoreg_core.validate import run_cli
+
 __all__ = ["main"]
 
 
@@ -25,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="write the demo pairs (Colin27 -> fsaverage) from a built template set")
     d.add_argument("--templates", type=Path, default=None, help="template set folder. Default: as for `templates`")
     d.add_argument("--out", type=Path, default=Path("assets/demo"), help="output folder. Default: assets/demo")
+    d.add_argument("--overwrite", action="store_true", help=OUTPUT_OPTION_HELP)
     return p
 
 
@@ -33,17 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     from fnoreg_core.data import DataSpecError
     from fnoreg_core.data.templates import MissingSourceError, build_templates
 
-    try:
+    def body() -> int:
         if args.command == "templates":
             build_templates(args.out, force=args.force)
         else:
             from fnoreg_core.data.demo_assets import write_demo_assets
 
-            write_demo_assets(args.templates, args.out)
-    except (MissingSourceError, DataSpecError) as exc:
-        print(f"fnoreg-data: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+            write_demo_assets(args.templates, args.out, overwrite=args.overwrite)
+        return 0
+
+    return run_cli("fnoreg-data", body, (MissingSourceError, DataSpecError))
 
 
 if __name__ == "__main__":

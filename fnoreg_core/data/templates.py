@@ -276,7 +276,7 @@ def build_templates(root: str | Path | None = None, force: bool = False,
         if old.get("build_version") == BUILD_VERSION and old.get("sources") == source_info and _complete(root, old):
             progress(f"templates: up to date in {root} (use --force to rebuild)")
             return manifest_path
-    with staged_folder(root) as tmp:
+    with staged_folder(root, overwrite=True) as tmp:  # its cache: earlier builds are replaced, other files kept
         files: dict[str, Any] = {}
         steps = len(SUBJECTS) * len(GRIDS)
         step = 0

@@ -71,18 +71,19 @@ def test_resample_and_resize():
 
 
 def test_staged_outputs(tmp_path):
+    """The output rule in brief (tests/test_fuzz_outputs.py has the rest): user files are never touched."""
     dest = tmp_path / "out"
     dest.mkdir()
     (dest / "keep.txt").write_text("theirs")
     (dest / "pair").mkdir()
-    (dest / "pair" / "stale.nii.gz").write_text("old")
+    (dest / "pair" / "notes.txt").write_text("mine")
     with StagedOutputs(how="entries") as st:
         tmp = st.folder(dest)
         (tmp / "pair").mkdir()
         (tmp / "pair" / "new.nii.gz").write_text("new")
         assert not (dest / "pair" / "new.nii.gz").exists()  # nothing visible before commit
-    assert (dest / "keep.txt").read_text() == "theirs" and sorted(p.name for p in (dest / "pair").iterdir()) == [
-        "new.nii.gz"]
+    assert (dest / "keep.txt").read_text() == "theirs"
+    assert sorted(p.name for p in (dest / "pair").iterdir()) == ["new.nii.gz", "notes.txt"]
     with StagedOutputs(how="files") as st:
         (st.folder(dest) / "keep2.txt").write_text("x")
     assert (dest / "keep.txt").exists() and (dest / "keep2.txt").exists()
@@ -90,10 +91,12 @@ def test_staged_outputs(tmp_path):
         with StagedOutputs() as st:
             (st.folder(dest) / "half.txt").write_text("x")
             raise RuntimeError("failed")
-    assert not (dest / "half.txt").exists() and not [p for p in dest.iterdir() if p.name.startswith(".")]
+    assert not (dest / "half.txt").exists()
+    assert not [p for p in dest.iterdir() if p.name.startswith(".") and p.name != ".fnoreg-manifest.json"]
     with staged_folder(tmp_path / "whole") as tmp:
         (tmp / "a").write_text("1")
-    with staged_folder(tmp_path / "whole") as tmp:
+    with staged_folder(tmp_path / "whole", overwrite=True) as tmp:
         (tmp / "b").write_text("2")
-    assert sorted(p.name for p in (tmp_path / "whole").iterdir()) == ["b"]  # the folder replaced as a whole
+    # the tool's own earlier file goes (how="folder" + overwrite); nothing else was there
+    assert sorted(p.name for p in (tmp_path / "whole").iterdir()) == [".fnoreg-manifest.json", "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "whole"]
