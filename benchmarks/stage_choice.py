@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -38,29 +39,14 @@ def _pull(volume, aff, world_map, ddf_vox=None, order=1):
     return map_coordinates(volume, vox.T, order=order, cval=0.0, mode="constant").reshape(shape)
 
 
-def _sitk_image(arr, aff):
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(np.ascontiguousarray(arr.astype(np.float32).T))
-    lps = np.diag([-1.0, -1.0, 1.0]) @ aff[:3, :3]
-    spacing = np.linalg.norm(lps, axis=0)
-    img.SetSpacing(spacing.tolist())
-    img.SetOrigin((np.diag([-1.0, -1.0, 1.0]) @ aff[:3, 3]).tolist())
-    img.SetDirection((lps / spacing).ravel().tolist())
-    return img
-
-
-def _lps_to_ras(m4):
-    f = np.diag([-1.0, -1.0, 1.0, 1.0])
-    return f @ m4 @ f
-
-
 def affine_candidates(threads: int):
     """name -> function(fixed, moving, aff) -> (4, 4) RAS fixed->moving."""
     from fnoreg_core.affine import affine_register
 
     def ours(shrink):
         return lambda f, m, a: affine_register(f, m, a, threads=threads, shrink=shrink).fixed_to_moving_ras
+
+    from peers import _sitk_image
 
     out = {"SimpleITK corr 4/2 (chosen)": ours((4, 2)), "SimpleITK corr 8/4/2": ours((8, 4, 2))}
     try:
