@@ -68,8 +68,13 @@ class OutputError(ValueError):
     """An output that cannot be written without losing something (or at all): exit code 2 in the CLIs.
 
     The message says what is in the way and what to do (``--overwrite``, another folder, wait for the
-    other run, remove a stale lock).
+    other run, remove a stale lock). ``replaceable`` is True when ``--overwrite`` (``overwrite=True``)
+    would succeed: everything in the way is an earlier fnoreg result (the GUI then asks).
     """
+
+    def __init__(self, message: str, replaceable: bool = False):
+        super().__init__(message)
+        self.replaceable = replaceable
 
 
 # ------------------------------------------------------------------------------------------------
@@ -84,16 +89,17 @@ def _abs(path: str | Path) -> Path:
 def check_output_folder(dest: str | Path, what: str = "output folder") -> Path:
     """``dest`` as an absolute path if it can be (or is) a folder; else :class:`OutputError` saying why."""
     dest = _abs(dest)
+    for part in dest.parts:
+        if len(os.fsencode(part)) > 255:
+            raise OutputError(f"{what} {str(dest)[:80]}... has a name longer than 255 bytes ({part[:40]}...); choose "
+                              "a shorter one")
+    if len(os.fsencode(str(dest))) > 3800:
+        raise OutputError(f"{what} {str(dest)[:60]}... is too long for the file system; choose a shorter path")
     if os.path.islink(dest) and not dest.exists():
         raise OutputError(f"{what} {dest} is a symbolic link to nothing ({os.readlink(dest)}); remove the link "
                           "or choose another folder")
     if dest.exists() and not dest.is_dir():
         raise OutputError(f"{what} {dest} exists and is a file, not a folder; choose a folder path")
-    for part in dest.parts:
-        if len(part.encode()) > 255:
-            raise OutputError(f"{what} {dest} has a name longer than 255 bytes ({part[:40]}...); choose a shorter one")
-    if len(str(dest).encode()) > 3800:
-        raise OutputError(f"{what} {str(dest)[:60]}... is too long for the file system; choose a shorter path")
     anchor = dest
     while not anchor.exists():
         if os.path.islink(anchor):
@@ -380,13 +386,10 @@ class StagedOutputs:
     def check(self, destination: str | Path, names: Iterable[str]) -> None:
         """Refuse early: :class:`OutputError` if writing ``names`` (relative paths) into ``destination``
         would replace something this run may not replace (call before long work)."""
-        dest = _abs(destination)
+        dest = check_output_folder(destination)
         if not dest.is_dir():
-            check_output_folder(dest)
             return
-        problems = _conflicts(dest, Manifest(dest), list(names), self.overwrite)
-        if problems:
-            raise OutputError(_conflict_message(dest, problems, self.overwrite))
+        _refuse(dest, Manifest(dest), list(names), self.overwrite)
 
     def commit(self) -> list[Path]:
         """Validate every target of every stage, then move the staged files into place.
@@ -401,9 +404,7 @@ class StagedOutputs:
                 staged = sorted(p.relative_to(st.tmp).as_posix() for p in st.tmp.rglob("*")
                                 if p.is_file() or p.is_symlink())
                 staged = [r for r in staged if r.split("/")[-1] not in _INTERNAL]
-                problems = _conflicts(st.dest, manifest, staged, self.overwrite)
-                if problems:
-                    raise OutputError(_conflict_message(st.dest, problems, self.overwrite))
+                _refuse(st.dest, manifest, staged, self.overwrite)
                 retire = []
                 if self.overwrite:
                     scopes = list(st.owns)
@@ -496,14 +497,17 @@ def _conflicts(dest: Path, manifest: Manifest, names: list[str], overwrite: bool
     return problems
 
 
-def _conflict_message(dest: Path, problems: list[str], overwrite: bool) -> str:
+def _refuse(dest: Path, manifest: Manifest, names: list[str], overwrite: bool) -> None:
+    """:class:`OutputError` saying what is in the way, unless nothing is."""
+    if not _conflicts(dest, manifest, names, overwrite):
+        return
+    hard = _conflicts(dest, manifest, names, True)  # what even --overwrite may not replace
+    problems = hard or _conflicts(dest, manifest, names, overwrite)
     shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
-    only_exists = all(p.endswith(" exists") for p in problems)
-    advice = ("pass --overwrite to replace results of an earlier fnoreg run, or choose another folder"
-              if only_exists and not overwrite else
-              "move those files away or choose another output folder (fnoreg never replaces files it did not "
-              "write, even with --overwrite)")
-    return f"output folder {dest}: {shown}; {advice}. Nothing was written"
+    advice = ("move those away or choose another output folder (fnoreg never replaces files it did not write, "
+              "even with --overwrite)" if hard else
+              "they are results of an earlier fnoreg run: pass --overwrite to replace them, or choose another folder")
+    raise OutputError(f"output folder {dest}: {shown}; {advice}. Nothing was written", replaceable=not hard)
 
 
 class RunFolder:

@@ -330,10 +330,15 @@ class ViewerState(ViewStateMixin):
                 raise ValueError(f"unknown display setting {key!r}; expected one of {list(vars(d))}")
             if key in _CHOICES and value not in _CHOICES[key]:
                 raise ValueError(f"{key} must be one of {_CHOICES[key]}, got {value!r}")
-            if key in ("blend", "overlay_opacity", "label_opacity"):
-                value = float(np.clip(value, 0.0, 1.0))
-            if key in ("checker_tile", "grid_spacing"):
-                value = max(2, int(value))
+            if key in ("blend", "overlay_opacity", "label_opacity", "checker_tile", "grid_spacing"):
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    number = float("nan")
+                if isinstance(value, bool) or not np.isfinite(number):
+                    raise ValueError(f"{key} must be a finite number, got {value!r}")
+                value = float(np.clip(number, 0.0, 1.0)) if key in ("blend", "overlay_opacity", "label_opacity") \
+                    else int(min(max(2, number), 4096))
             if key == "grid_on_heatmap":
                 value = bool(value)
             if key == "window" and value is not None:

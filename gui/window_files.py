@@ -172,7 +172,7 @@ class FilesMixin:
             try:
                 written = save_outputs(self.state, folder)
             except OutputError as exc:  # earlier results there: ask before replacing (never a user's own file)
-                if "--overwrite" not in str(exc) or not self.confirm_replace(folder):
+                if not exc.replaceable or not self.confirm_replace(folder):
                     raise
                 written = save_outputs(self.state, folder, overwrite=True)
         except Exception as exc:
