@@ -444,9 +444,19 @@ class Registrator:
         ddf_norm_w = (np.stack([resize(c, work.work_shape) for c in work.ddf_norm_run]) if resampled
                       else work.ddf_norm_run)
         work.ddf_vox_w = ddf_units(ddf_norm_w, work.work_affine, work.work_shape)[0]  # the contract, as the e2e graph
-        work.records.append(StageRecord("network", time.perf_counter() - t0,
-                                        {"model": f"{self.card.name} {self.card.version}",
-                                         "run_shape": list(work.run_shape)}))
+        # the guard of every stage: a field that does not raise the similarity (local NCC, the
+        # training loss) is not applied; e.g. an image registered to itself stays the identity
+        from fnoreg_core.geometry import warp_vox
+        from fnoreg_core.refine import lncc
+
+        before = lncc(work.fixed_w, work.moving_w)
+        after = lncc(work.fixed_w, warp_vox(work.moving_w, work.ddf_vox_w, order=1))
+        info = {"model": f"{self.card.name} {self.card.version}", "run_shape": list(work.run_shape),
+                "applied": bool(after > before), "lncc_before": before, "lncc_after": after}
+        if not after > before:
+            work.ddf_vox_w = np.zeros_like(work.ddf_vox_w)
+            info["note"] = f"not applied: local NCC {after:.4f} is not above {before:.4f} without it"
+        work.records.append(StageRecord("network", time.perf_counter() - t0, info))
         return work
 
     def _refine(self, work: _Work, opts: PipelineOptions, report: Callable[[str, float], None]) -> _Work:

@@ -185,3 +185,15 @@ def test_interrupt_during_refinement_raises_and_the_registrator_still_works():
     assert "refine" in seen and time.perf_counter() - t0 < 60
     res = reg.register(fixed=fixed, moving=moving, pipeline=NETWORK_ONLY)  # still usable
     assert res.moved.shape == (80, 96, 112)
+
+
+def test_an_image_registered_to_itself_stays_the_identity():
+    """Issue 21 (8): identical inputs give (near) zero displacement through every stage."""
+    reg = Registrator.load(MODEL3D, threads=2)
+    fixed = nib.load(DEMO / "fixed.nii.gz")
+    res = reg.register(fixed=fixed, moving=fixed, pipeline=PipelineOptions(refine=parse_refine("default"), threads=2))
+    mag = np.sqrt((res.ddf_vox ** 2).sum(0))
+    assert mag.mean() < 0.1 and res.folding["nonpositive_pct"] == 0
+    stages = {r["stage"]: r for r in res.stages}
+    assert not stages["affine"]["applied"] and not stages["network"]["applied"]
+    assert "not applied" in stages["network"]["note"]
