@@ -1,5 +1,7 @@
 """fnoreg-train: train a registration network on any pair source; resumable; DDP-ready.
 
+(Over 500 lines on purpose: the config, objective, loop and CLI of one command, which change together.)
+
 Examples:
   fnoreg-train --preset 2d-cpu --data synth --train-res 96x112 --steps 600 --out runs/demo2d
   fnoreg-train --config my.yaml --steps 2000 --resume

@@ -1,5 +1,8 @@
 """Inference backends: one runner per backend, shared by every tool that runs an exported model.
 
+(Over 500 lines on purpose: onnxruntime CPU/CUDA and TensorRT runners share one interface, the
+provider checks and the CUDA memory helpers; splitting them would split that contract.)
+
 A runner is a callable ``runner(moving, fixed) -> ddf_norm`` on ``(B, 1, *spatial)`` arrays
 (float32 in, float32 out, whatever the graph's own dtype), created once and reused:
 

@@ -1,5 +1,8 @@
 """The registration pipeline: an exported model run as a sequence of stages (numpy; no torch).
 
+(Over 500 lines on purpose: one class whose stage methods share the ``_Work`` record, so the
+whole pipeline reads in one place; the stage helpers live in :mod:`.stages`.)
+
 >>> from fnoreg_export.runtime import Registrator
 >>> reg = Registrator.load("fnoreg-3d.onnx", threads=4)                                   # doctest: +SKIP
 >>> result = reg.register(fixed=nib.load("fixed.nii.gz"), moving=nib.load("moving.nii.gz"))  # doctest: +SKIP

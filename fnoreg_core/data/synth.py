@@ -1,5 +1,8 @@
 """SynthMorph-style synthetic registration pairs at any 2D/3D size, no data needed (numpy/scipy only).
 
+(Over 500 lines on purpose: label maps, deformations, contrasts and the pair source are the steps
+of one generator, documented and tested together.)
+
 In the spirit of SynthMorph (Hoffmann et al., IEEE TMI 2022): a random label map ``S`` (the argmax
 of smooth noise channels inside a random head-shaped blob, or one of a list of real label maps used
 as shape priors) is deformed twice by independent random diffeomorphisms, and an image is

@@ -1,5 +1,8 @@
 """Discrete Fourier transforms in real arithmetic that export to ONNX with dynamic sizes.
 
+(Over 500 lines on purpose: truncated and factorised full-spectrum transforms share their bases,
+size rules and export paths.)
+
 No complex tensors and no ``torch.fft``: every transform is a product with real cos/sin bases,
 so the same code trains in PyTorch and exports (``torch.onnx.export(..., dynamo=True)``) to
 graphs made of MatMul / Mul / Gather, which onnxruntime and TensorRT run everywhere.
