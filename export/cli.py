@@ -7,8 +7,8 @@ Stages (each printed with its time):
    in the model's range), parity against PyTorch at each ``--res`` (or the training size);
 3. with ``--res``: one static graph per resolution, ``model.<DxHxW>.onnx``, parity, and a check that
    TensorRT's ONNX parser can take it (operator list in ``tensorrt_onnx_ops.txt``);
-4. with ``--fp16``: an fp16 copy of every graph (``*.fp16.onnx``; spectral layers and normalisations
-   stay fp32 inside it, :mod:`fnoreg_export.mixed_precision`), parity with the fp16 bound;
+4. with ``--fp16``: an fp16 copy of every graph (``*.fp16.onnx``; spectral transforms, normalisations
+   and the lifting layer stay fp32 inside it, :mod:`fnoreg_export.mixed_precision`), parity with the fp16 bound;
 5. with ``--trt``: one engine per resolution, ``model.<DxHxW>.<fp16|fp32>.engine`` + ``.engine.json``,
    run once and compared with onnxruntime;
 6. with ``--triton DIR``: a Triton Inference Server model repository for the graphs and engines.
@@ -123,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the dynamic-size model.onnx (default: yes); with it, every --res must be a "
                         "multiple of the model's size multiple")
     p.add_argument("--fp16", action="store_true",
-                   help="also write fp16 graphs (fp16 inputs/outputs; spectral layers and normalisations computed "
-                        "in fp32); engines become fp16. An fp16 copy above the parity bound is left out (exit 1), "
-                        "the fp32 files are kept")
+                   help="also write fp16 graphs (fp16 inputs/outputs; spectral transforms, normalisations and "
+                        "lifting computed in fp32); engines become fp16. An fp16 copy above the parity bound is "
+                        "left out (exit 1), the fp32 files are kept")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: <checkpoint folder>/<checkpoint name>-export)")
     p.add_argument("--overwrite", action="store_true", help=OUTPUT_OPTION_HELP)
@@ -546,8 +546,8 @@ def run(args) -> int:
             for path, static in graphs:
                 half = path.with_name(path.name[: -len(".onnx")] + ".fp16.onnx")
                 sizes = plan.dynamic_parity_sizes if static is None else [static]
-                with progress.stage(f"fp16 {half.name} (spectral layers and normalisations in fp32) + parity vs "
-                                    "PyTorch fp32") as notes:
+                with progress.stage(f"fp16 {half.name} (spectral transforms, normalisations and lifting in fp32) "
+                                    "+ parity vs PyTorch fp32") as notes:
                     try:
                         facts = convert_mixed_fp16(path, half, DEFAULT_KEEP_FP32)
                         summaries = parity_of(half, sizes, "fp16")

@@ -7,7 +7,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from fnoreg_export.mixed_precision import (DEFAULT_KEEP_FP32, convert_mixed_fp16,  # noqa: E402
-                                           fp16_error_per_layer, node_classes)
+                                           fp16_error_per_layer, fp32_matcher, node_classes)
 
 
 def _float_inputs(model):
@@ -32,8 +32,11 @@ def test_spectral_nodes_compute_in_fp32_inside_an_fp16_graph(fno2d, tmp_path):
         == {TensorProto.FLOAT16}
     types = _float_inputs(model)
     spectral = [n for n in model.graph.node if n.op_type == "MatMul" and "SpectralConv" in node_classes(n)]
+    kept = fp32_matcher(DEFAULT_KEEP_FP32)
     pointwise = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv", "Einsum")
-                 and node_classes(n) and not any(c.startswith(DEFAULT_KEEP_FP32) for c in node_classes(n))]
+                 and node_classes(n) and not kept(n)]
+    lifting = [n for n in model.graph.node if n.op_type == "MatMul" and kept(n) and "SpectralConv" not in node_classes(n)]
+    assert lifting and all(types[i] == TensorProto.FLOAT for n in lifting for i in n.input), "lifting not fp32"
     assert spectral and pointwise
     assert all(types[i] == TensorProto.FLOAT for n in spectral for i in n.input), "spectral matmuls not fp32"
     assert all(types[i] == TensorProto.FLOAT16 for n in pointwise for i in n.input
