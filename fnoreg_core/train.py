@@ -269,7 +269,7 @@ def validate(model, source, device, max_pairs: int) -> dict[str, float]:
                 ml = torch.from_numpy(sample["moving_labels"][None].astype(np.int64)).to(device)
                 kwargs = {"warped_labels": warp_labels(ml, ddf)[0, 0].cpu().numpy(),
                           "fixed_labels": sample["fixed_labels"][0]}
-            rep = registration_report(ddf_vox, spacing=source.voxel_size_mm, **kwargs)
+            rep = registration_report(ddf_vox, **kwargs)  # a voxel field: no mm spacing (issue 21)
             if "mean_dice" in rep and not math.isnan(rep["mean_dice"]):
                 dice.append(rep["mean_dice"])
             folded.append(rep["nonpositive_jac_pct"])
