@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-# main job: the desktop app on the bundled demo pair and model where a display exists, else a
-# headless registration of the demo pair that prints its report
+# main job: the desktop app on the bundled demo pair and model where it can start (a display, and
+# Qt's xcb libraries on X11: fnoreg_gui.platform_check prints the one line saying what to install),
+# else a headless registration of the demo pair that prints its report
 demo: venv
-	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(VENV)/bin/fnoreg-gui; else $(PY) -m fnoreg_export.demo; fi
+	@if $(PY) -m fnoreg_gui.platform_check; then $(VENV)/bin/fnoreg-gui; else echo "make demo: running the headless demo instead" >&2; $(PY) -m fnoreg_export.demo; fi
 
 gui: venv
 	$(VENV)/bin/fnoreg-gui

@@ -31,6 +31,7 @@ def exported_predictor(path: str | Path, threads: int | None = None, backend: st
 
     from .model_card import ModelCardError, read_card
     from .runtime.backends import BackendError, ENGINE_SUFFIXES, make_runner
+    from .runtime.inputs import check_network_output
 
     path = Path(path)
     try:
@@ -44,7 +45,11 @@ def exported_predictor(path: str | Path, threads: int | None = None, backend: st
             raise EvalError(f"{path} does not take size {fixed.shape} (card: min {card.min_size}, max {card.max_size}, "
                             f"multiple of {card.size_multiple}); evaluate with --res "
                             f"{'x'.join(map(str, card.nearest_accepted(fixed.shape)))}")
-        ddf = runner(moving[None, None].astype(np.float32), fixed[None, None].astype(np.float32))
+        try:
+            ddf = runner(moving[None, None].astype(np.float32), fixed[None, None].astype(np.float32))
+            ddf = check_network_output(ddf, (1, card.dims) + tuple(fixed.shape), path)
+        except BackendError as exc:
+            raise EvalError(str(exc)) from None
         return ddf_norm_to_vox(ddf[0], fixed.shape)
 
     predict.warmup = True

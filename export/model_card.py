@@ -8,6 +8,7 @@ runtime reads nothing but these cards and the model files themselves.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,14 +108,74 @@ class ModelCard:
             raise ModelCardError(f"not an FNOReg model card (expected format {CARD_FORMAT!r})")
         known = {f for f in cls.__dataclass_fields__}
         try:
-            return cls(**{k: v for k, v in values.items() if k in known})
+            card = cls(**{k: v for k, v in values.items() if k in known})
         except TypeError as exc:
             raise ModelCardError(f"malformed FNOReg model card: {exc}") from None
+        card.validate()
+        return card
+
+    def validate(self) -> None:
+        """Types and ranges of the fields the runtime relies on; ``ModelCardError`` saying which is wrong."""
+        def bad(field_name: str, expected: str) -> ModelCardError:
+            return ModelCardError(f"malformed FNOReg model card: {field_name} = {getattr(self, field_name)!r}, "
+                                  f"expected {expected}; re-export the model with fnoreg-export")
+
+        def ints(v, n, lo, hi):  # n axes (the graph's rank is checked against dims when the model loads)
+            return (isinstance(v, (list, tuple)) and len(v) in (2, 3) and
+                    all(isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi for x in v))
+
+        if not isinstance(self.dims, int) or isinstance(self.dims, bool) or self.dims not in (2, 3):
+            raise ModelCardError(f"malformed FNOReg model card: dims={self.dims!r}, expected 2 or 3; re-export the "
+                                 "model with fnoreg-export")
+        for key in ("name", "arch", "version"):
+            if not isinstance(getattr(self, key), str):
+                raise bad(key, "text")
+        if not isinstance(self.config, dict):
+            raise bad("config", "a mapping")
+        for key in ("min_size", "max_size"):
+            if not ints(getattr(self, key), self.dims, 1, 1 << 16):
+                raise bad(key, "2 or 3 integers in 1..65536")
+        if any(lo > hi for lo, hi in zip(self.min_size, self.max_size)):
+            raise bad("min_size", f"<= max_size {self.max_size}")
+        if self.train_resolution is not None and not ints(self.train_resolution, self.dims, 1, 1 << 16):
+            raise bad("train_resolution", "2 or 3 integers in 1..65536 (or null)")
+        if not isinstance(self.size_multiple, int) or isinstance(self.size_multiple, bool) or \
+                not 1 <= self.size_multiple <= 4096:
+            raise bad("size_multiple", "an integer in 1..4096")
+        if self.static_size is not None and not ints(self.static_size, self.dims, 2, 1 << 14):
+            raise bad("static_size", "2 or 3 integers in 2..16384 (or null)")
+        if self.static_size is not None:
+            from fnoreg_core.geometry import MAX_VOXELS
+
+            if math.prod(self.static_size) > MAX_VOXELS:
+                raise bad("static_size", f"at most {MAX_VOXELS:,} voxels")
+        if not isinstance(self.intensity_norm, dict):
+            raise bad("intensity_norm", "a mapping")
+        try:
+            from fnoreg_core.intensity import IntensityNorm
+
+            norm = IntensityNorm.from_dict(self.intensity_norm)
+            if norm.method not in ("percentile", "minmax", "none"):
+                raise ValueError(f"unknown method {norm.method!r}, expected percentile, minmax or none")
+            if not (isinstance(norm.high_pct, (int, float)) and 0 < norm.high_pct <= 100):
+                raise ValueError(f"high_pct {norm.high_pct!r} must be in (0, 100]")
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ModelCardError(f"malformed FNOReg model card: intensity_norm {self.intensity_norm!r} ({exc}); "
+                                 "re-export the model with fnoreg-export") from None
+        for key in ("inputs", "outputs", "parity", "extra"):
+            if not isinstance(getattr(self, key), dict):
+                raise bad(key, "a mapping")
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelCard":
+    def from_json(cls, text: str | bytes) -> "ModelCard":
         try:
+            if isinstance(text, bytes):
+                text = text.decode("utf-8")
             values = json.loads(text)
+        except UnicodeDecodeError:
+            raise ModelCardError("model card is not UTF-8 text; re-export the model with fnoreg-export") from None
+        except RecursionError:
+            raise ModelCardError("model card is nested too deeply to be an FNOReg card") from None
         except json.JSONDecodeError as exc:
             raise ModelCardError(f"model card is not valid JSON: {exc}") from None
         return cls.from_dict(values)
@@ -124,7 +185,10 @@ class ModelCard:
         path = Path(path)
         if not path.is_file():
             raise ModelCardError(f"model card {path} does not exist")
-        return cls.from_json(path.read_text())
+        try:
+            return cls.from_json(path.read_bytes())
+        except OSError as exc:
+            raise ModelCardError(f"cannot read model card {path}: {exc.strerror or exc}") from None
 
 
 def embed_card(onnx_path: str | Path, card: ModelCard) -> None:

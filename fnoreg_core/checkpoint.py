@@ -62,7 +62,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch.load raises many types on junk (UnpicklingError, IndexError, ...)
         raise CheckpointError(
-            f"{path} is not a readable FNOReg checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            f"{path} is not a readable FNOReg checkpoint ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}); "
             "expected a .pt file written by fnoreg-train"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

@@ -64,7 +64,10 @@ def check_affine(affine, name: str = "affine", dims: int | None = None) -> np.nd
     ImageError
         Wrong shape, NaN/inf, or (with ``dims``) a singular affine.
     """
-    aff = np.asarray(affine, dtype=np.float64)
+    try:
+        aff = np.array(affine, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ImageError(f"expected {name} as a 4x4 (or 2-D 3x3) matrix of numbers ({exc})") from None
     if aff.shape == (3, 3):  # a 2-D homogeneous affine: embed
         full = np.eye(4)
         full[np.ix_([0, 1, 3], [0, 1, 3])] = aff

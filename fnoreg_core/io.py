@@ -65,9 +65,13 @@ def load_image(path: str | Path, canonical: bool = True, labels: bool = False,
     import nibabel as nib
 
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ImageError(f"cannot open image {str(path)[:120]}: {exc.strerror or exc}; check the path") from None
+    if not exists:
         raise ImageError(f"image {path} does not exist; check the path")
-    if path.is_dir():
+    if is_dir:
         raise ImageError(f"{path} is a folder; expected an image file ({', '.join(IMAGE_SUFFIXES)})")
     try:
         img = nib.load(str(path))
@@ -82,6 +86,16 @@ def load_image(path: str | Path, canonical: bool = True, labels: bool = False,
     if len(shape) > 3:
         raise ImageError(f"{path} is {len(shape)}-D with shape {original_shape}; expected one 2-D or 3-D image "
                          "(extract a single volume first, e.g. with fslroi or nibabel)")
+    from .geometry import MAX_AXIS, MAX_VOXELS, check_affine
+
+    if any(n > MAX_AXIS for n in shape) or int(np.prod(shape, dtype=np.float64)) > MAX_VOXELS:
+        raise ImageError(f"{path} has shape {original_shape}, larger than fnoreg takes (at most {MAX_AXIS} voxels per "
+                         "axis); crop or downsample it first")
+    dtype = img.get_data_dtype() if hasattr(img, "get_data_dtype") else None
+    if dtype is not None and dtype.fields is not None:
+        raise ImageError(f"{path} is an RGB/structured image (dtype {dtype}); convert it to one grey channel "
+                         "(e.g. with fslmaths or nibabel) first")
+    check_affine(original_affine, f"the affine of {path}", dims=2 if len(squeeze_shape(shape, 2)) == 2 else 3)
     try:
         data = np.asarray(img.dataobj)
     except Exception as exc:
@@ -99,6 +113,9 @@ def load_image(path: str | Path, canonical: bool = True, labels: bool = False,
     if labels:
         if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
             raise ImageError(f"{path} is not a label map (non-integer values); pass an integer segmentation")
+        if data.size and (data.min() < np.iinfo(np.int32).min or data.max() > np.iinfo(np.int32).max):
+            raise ImageError(f"{path} has label values outside the 32-bit range ({data.min()}..{data.max()}); "
+                             "renumber the labels (e.g. 1..N) first")
         data = data.astype(np.int32)
     else:
         data = data.astype(np.float32)

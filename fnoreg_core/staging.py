@@ -527,9 +527,22 @@ class RunFolder:
         self.lock: OutputLock | None = None
         self.created: list[Path] = []
 
+    def _files(self) -> dict[str, tuple[int, int]]:
+        found = {}
+        for name in self.names:
+            p = self.folder / name
+            files = [p] if p.is_file() and not p.is_symlink() else (
+                [f for f in p.rglob("*") if f.is_file() and not f.is_symlink()] if p.is_dir() and not p.is_symlink()
+                else [])
+            for f in files:
+                st = f.lstat()
+                found[f.relative_to(self.folder).as_posix()] = (st.st_size, st.st_mtime_ns)
+        return found
+
     def __enter__(self) -> "RunFolder":
         dest = check_output_folder(self.folder, "run folder")
         self.created = _makedirs(dest)
+        self.before = {}
         try:
             self.lock = OutputLock(dest, self.tool).acquire()
             if not self.resume:
@@ -537,6 +550,7 @@ class RunFolder:
                 if found:
                     raise OutputError(f"run folder {dest} already holds {', '.join(found)}; continue that run with "
                                       "--resume, or choose another --out (fnoreg never writes over them)")
+            self.before = self._files()
         except BaseException:
             self._close(failed=True)
             raise
@@ -544,15 +558,13 @@ class RunFolder:
 
     def _close(self, failed: bool) -> None:
         if not failed:
-            try:
-                manifest = Manifest(self.folder)
-                for name in self.names:
-                    p = self.folder / name
-                    files = [p] if p.is_file() and not p.is_symlink() else (
-                        [f for f in p.rglob("*") if f.is_file() and not f.is_symlink()] if p.is_dir() else [])
-                    for f in files:
-                        manifest.record(f.relative_to(self.folder).as_posix())
-                manifest.save()
+            try:  # record what this run wrote (new or changed files), nothing it merely found
+                written = [rel for rel, st in self._files().items() if self.before.get(rel) != st]
+                if written:
+                    manifest = Manifest(self.folder)
+                    for rel in written:
+                        manifest.record(rel)
+                    manifest.save()
             except OSError:
                 pass
         if self.lock is not None:
@@ -561,7 +573,9 @@ class RunFolder:
             _remove_empty(self.created)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._close(failed=exc_type is not None and not any(os.path.lexists(self.folder / n) for n in self.names))
+        self._close(failed=False)
+        if exc_type is not None and not os.listdir(self.folder):
+            _remove_empty(self.created)
 
 
 @contextlib.contextmanager

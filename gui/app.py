@@ -132,7 +132,9 @@ def main(argv=None) -> int:
         args = parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
         return int(exc.code or 0)
-    problem = display_problem()
+    from .platform_check import gui_problem
+
+    problem = display_problem() or gui_problem()
     if problem and QApplication.instance() is None:  # Qt would abort the process (core dump, exit 134)
         print(f"fnoreg-gui: error: {problem}", file=sys.stderr)
         return 2

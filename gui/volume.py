@@ -93,14 +93,21 @@ def load_volume(path: str | Path, labels: bool = False) -> Volume:
     path = Path(path)
     name = path.name.lower()
     if name.endswith(RASTER_SUFFIXES):
-        if not path.is_file():
+        try:
+            is_file = path.is_file()
+        except OSError as exc:  # a name too long for the file system
+            raise ImageError(f"cannot open {str(path)[:120]}: {exc.strerror or exc}") from None
+        if not is_file:
             raise ImageError(f"image {path} does not exist; check the path")
         try:
             img = _read_raster(path)
         except Exception as exc:
             raise ImageError(f"{path} is not a readable image ({type(exc).__name__}: {exc}); "
                              f"expected PNG, JPG, TIFF or BMP") from None
-        data = np.ascontiguousarray(img[::-1, :].T)
+        from fnoreg_export.runtime.inputs import as_image
+
+        # the runtime's one validation layer: finite values, integer labels within 32 bits, >= 2 pixels
+        data, _ = as_image(np.ascontiguousarray(img[::-1, :].T), None, path.name, dims=2, labels=labels)
         if labels:
             data = data.astype(np.int32)
         return Volume(data=data, affine=np.eye(4), path=path, labels=labels,

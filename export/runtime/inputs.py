@@ -14,7 +14,9 @@ import numpy as np
 
 from fnoreg_core.geometry import ImageError, check_affine, squeeze_shape, squeeze_to
 
-__all__ = ["as_image", "input_ndim", "input_shape"]
+__all__ = ["as_image", "input_ndim", "input_shape", "check_network_output"]
+
+_INT32 = np.iinfo(np.int32)
 
 
 def as_image(x: Any, affine: Any, name: str, dims: int, labels: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +53,16 @@ def as_image(x: Any, affine: Any, name: str, dims: int, labels: bool = False) ->
         raise TypeError(f"expected {name} as a numpy array or a nibabel image, got {type(x).__name__}")
     if affine is not None:
         img_affine = affine
-    data = np.asarray(data)
+    try:
+        data = np.asarray(data)
+    except (ValueError, TypeError) as exc:  # ragged lists, bad proxies
+        raise ImageError(f"{name} is not a regular numeric array ({exc})") from None
+    except (OSError, EOFError) as exc:  # a truncated or unreadable file behind a nibabel proxy
+        raise ImageError(f"cannot read the voxels of {name} ({type(exc).__name__}: {exc}); the file is truncated "
+                         "or damaged: export it again") from None
+    if data.dtype.fields is not None:
+        raise ImageError(f"{name} is an RGB/structured image (dtype {data.dtype}); convert it to one grey channel "
+                         "(e.g. with nibabel or fslmaths) first")
     if data.dtype == object or np.iscomplexobj(data) or not (
             np.issubdtype(data.dtype, np.number) or data.dtype == bool):
         raise ImageError(f"expected a real-valued numeric {name}, got dtype {data.dtype}")
@@ -67,6 +78,11 @@ def as_image(x: Any, affine: Any, name: str, dims: int, labels: bool = False) ->
         if np.issubdtype(data.dtype, np.floating):
             if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
                 raise ImageError(f"{name} is not a label map (non-integer values); pass an integer segmentation")
+        if data.size and not data.dtype == bool and (data.min() < _INT32.min or data.max() > _INT32.max):
+            raise ImageError(f"{name} has label values outside the 32-bit range ({data.min()}..{data.max()}); "
+                             "renumber the labels (e.g. 1..N) first")
+        if data.dtype != np.int32 and (np.issubdtype(data.dtype, np.floating) or data.dtype.itemsize > 4
+                                       or data.dtype == np.uint32):
             data = data.astype(np.int32)
     else:
         data = data.astype(np.float32, copy=False)
@@ -87,3 +103,21 @@ def input_ndim(x: Any) -> int | None:
     """Spatial dimensionality of an input (trailing singleton axes dropped, at least 2), or None."""
     shape = input_shape(x)
     return None if shape is None else len(squeeze_shape(shape, 2))
+
+
+def check_network_output(out: Any, want: tuple[int, ...], model: Any) -> np.ndarray:
+    """The network's ``ddf_norm`` if it has shape ``want`` and finite values, else ``BackendError``.
+
+    A graph that returns another shape, NaN or inf is not a usable FNOReg export (or its inputs
+    overflowed it): refused instead of writing a NaN field.
+    """
+    from .backends import BackendError
+
+    out = np.asarray(out)
+    if out.shape != tuple(want):
+        raise BackendError(f"the model {model} returned shape {out.shape}, expected {tuple(want)}; it is not an "
+                           "FNOReg registration export (re-export it with fnoreg-export)")
+    if not np.all(np.isfinite(out)):
+        raise BackendError(f"the model {model} returned NaN or infinite displacements; it is damaged or not an FNOReg "
+                           "export (re-export it with fnoreg-export, check its parity)")
+    return out.astype(np.float32, copy=False)

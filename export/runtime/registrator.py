@@ -59,8 +59,8 @@ from fnoreg_core.metrics import folding_fraction, jacobian_determinant, sdlogj
 
 from ..contract import ddf_units, normalise_image
 from ..model_card import ModelCard, ModelCardError, read_card
-from .backends import make_runner
-from .inputs import as_image, input_ndim, input_shape
+from .backends import BackendError, make_runner
+from .inputs import as_image, check_network_output, input_ndim, input_shape
 from .backends import RunInterrupted
 from .result import RegistrationResult, warp_labels
 from .stages import (PipelineOptions, StageRecord, affine_displacement_mm, compose_mm, restrict, run_affine,
@@ -89,7 +89,7 @@ def check_size(card: ModelCard, shape: tuple[int, ...]) -> None:
     if small:
         raise ImageError(f"the images are {'x'.join(map(str, shape))} voxels, below the minimum of the model "
                          f"{card.name} ({'x'.join(map(str, card.min_size))}; trained at "
-                         f"{'x'.join(map(str, card.train_resolution))}). Use images with at least that many "
+                         f"{'x'.join(map(str, card.train_resolution or ['?']))}). Use images with at least that many "
                          f"voxels per axis (resample them to a finer spacing), or choose a model made for smaller "
                          f"images")
 
@@ -266,12 +266,15 @@ class Registrator:
         if not self.card.accepts(fixed.shape):
             raise ValueError(f"the model does not take size {fixed.shape} directly; nearest accepted size: "
                              f"{tuple(self.card.nearest_accepted(fixed.shape))} (register() resamples)")
-        out = self._backend(moving[None, None].astype(np.float32, copy=False),
-                            fixed[None, None].astype(np.float32, copy=False))
-        want = (1, self.dims) + tuple(fixed.shape)
-        if out.shape != want:
-            raise RuntimeError(f"the model returned shape {out.shape}, expected {want}")
-        return out[0]
+        try:
+            out = self._backend(moving[None, None].astype(np.float32, copy=False),
+                                fixed[None, None].astype(np.float32, copy=False))
+        except (BackendError, RunInterrupted, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. onnxruntime refusing float32 inputs: not an FNOReg graph
+            raise BackendError(f"the model {self.path} failed to run ({type(exc).__name__}: {str(exc)[:200]}); "
+                               "is it an FNOReg export (float32 inputs moving, fixed)?") from None
+        return check_network_output(out, (1, self.dims) + tuple(fixed.shape), self.path)[0]
 
     # -- registration --------------------------------------------------------------------------
     def register(self, *, fixed: Any, moving: Any, fixed_affine: Any = None, moving_affine: Any = None,
@@ -383,6 +386,8 @@ class Registrator:
         fixed_aff, moving_aff = affine_nd(fixed_aff4, dims), affine_nd(moving_aff4, dims)
         frame = RASFrame(fixed_data.shape, fixed_aff4, self.canonical)
         check_size(self.card, frame.ras_shape)
+        if min(moving_data.shape) < min(self.card.min_size):  # a tiny moving image is upsampled just the same
+            check_size(self.card, moving_data.shape)
         fixed_norm, fixed_params = normalise_image(fixed_data, self.norm)  # the contract: as the end-to-end graph
         moving_norm, moving_params = normalise_image(moving_data, self.norm)
         fixed_net = frame.to_ras(fixed_norm)

@@ -359,7 +359,16 @@ class TemplatePairs(PairSource):
         if not manifest_path.is_file():
             raise DataSpecError(f"no template set in {self.root} (manifest.json missing); build it with "
                                 f"`fnoreg-data templates --out {self.root}`")
-        manifest = json.loads(manifest_path.read_text())
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            if not (isinstance(manifest, dict) and isinstance(manifest.get("files"), dict)
+                    and isinstance(manifest.get("label_names"), dict)):
+                raise ValueError("expected a mapping with 'files' and 'label_names' mappings")
+            label_names = {int(k): str(v) for k, v in manifest["label_names"].items()}
+        except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise DataSpecError(f"the template set's {manifest_path} is damaged ({type(exc).__name__}: "
+                                f"{str(exc)[:200]}); rebuild it with `fnoreg-data templates --force --out "
+                                f"{self.root}`") from None
         if resolution not in GRIDS:
             raise DataSpecError(f"unknown resolution {resolution!r}, expected one of {sorted(GRIDS)}")
         if plane not in PLANES:
@@ -371,7 +380,7 @@ class TemplatePairs(PairSource):
         if missing:
             raise DataSpecError(f"template set in {self.root} is incomplete ({missing[0]} missing); rebuild it with "
                                 f"`fnoreg-data templates --force --out {self.root}`")
-        self.label_names = {int(k): v for k, v in manifest["label_names"].items()}
+        self.label_names = label_names
         shape, spacing = GRIDS[resolution]
         self.shape = tuple(shape) if dims == 3 else (shape[0], shape[1] if plane == "axial" else shape[2])
         self.voxel_size_mm = (spacing,) * dims

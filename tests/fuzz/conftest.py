@@ -83,9 +83,7 @@ def check_refused(code: int, err: str, before: dict, root: Path, expected: int =
 def write_nifti(path: Path, data, affine=None, header_dtype=None) -> Path:
     import nibabel as nib
 
-    img = nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else np.asarray(affine))
-    if header_dtype is not None:
-        img.set_data_dtype(header_dtype)
+    img = nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else np.asarray(affine), dtype=header_dtype)
     nib.save(img, str(path))
     return path
 
