@@ -50,6 +50,8 @@ class PipelineOptions:
     refine : None (off) or :class:`~fnoreg_core.refine.RefineSettings`
     work_res : "auto" (2 mm in 3-D, native in 2-D) | "2mm" | "native" | a spatial size (D, H[, W])
     network : run the network (False: affine [+ refinement] only)
+    guard : apply the network's field only when it raises the local NCC (True); False applies it
+        whatever it does (parity checks, :data:`~fnoreg_export.runtime.NETWORK_ONLY`)
     threads : threads of the affine stage (SimpleITK)
     """
 
@@ -57,6 +59,7 @@ class PipelineOptions:
     refine: RefineSettings | None = None
     work_res: Any = "auto"
     network: bool = True
+    guard: bool = True
     threads: int | None = None
 
     def validate(self) -> None:
