@@ -194,7 +194,7 @@ def measure_parity(e2e_path: str | Path, network_path: str | Path, size: Sequenc
     card = read_card(network_path)
     dims = card.dims
     norm = IntensityNorm.from_dict(card.intensity_norm or {})
-    size = tuple(size or (card.static_size or card.train_resolution))
+    size = tuple(size or (card.static_size or card.nearest_accepted(card.train_resolution)))
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = int(threads)
@@ -255,7 +255,7 @@ def time_paths(e2e_path: str | Path, network_path: str | Path, size: Sequence[in
     card = read_card(network_path)
     dims = card.dims
     norm = IntensityNorm.from_dict(card.intensity_norm or {})
-    size = tuple(size or (card.static_size or card.train_resolution))
+    size = tuple(size or (card.static_size or card.nearest_accepted(card.train_resolution)))
     _, fixed, moving = parity_inputs(dims, size, demo_dir)[0]
     affine = np.eye(dims + 1)
     net = ort.InferenceSession(str(network_path), ort_session_options(threads), providers=["CPUExecutionProvider"])

@@ -66,7 +66,8 @@ def test_normalise_nodes_equal_numpy(method, shape):
     (got,) = _run_nodes(lambda g, name: C.normalise_nodes(g, name, norm), {"x": x})
     want = np.stack([C.normalise_image(img[0], norm)[0] for img in x])[:, None]
     assert got.shape == x.shape and got.dtype == np.float32
-    np.testing.assert_array_equal(got, want)  # bit-identical: the graph does numpy's float32 arithmetic
+    # numpy's float32 arithmetic; a fresh CI machine's onnxruntime may fuse the scale differently (1 ulp)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("pct", [50.0, 99.0, 100.0])
@@ -76,7 +77,7 @@ def test_normalise_nodes_other_percentiles(pct):
     x = _images(rng, (9, 10, 11), batch=2)
     (got,) = _run_nodes(lambda g, name: C.normalise_nodes(g, name, norm), {"x": x})
     want = np.stack([C.normalise_image(img[0], norm)[0] for img in x])[:, None]
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -134,7 +135,8 @@ def test_e2e_graph_contract_and_card(e2e3d):
     assert card.extra["end_to_end"]["network_graph"] == "model.onnx"
     assert card.intensity_norm == {"method": "percentile", "high_pct": 99.5}
     assert card.displacement == C.E2E_CONVENTION
-    entry = card.parity["80x96x112"]
+    (size, entry), = card.parity.items()  # at the model's training size, rounded to an accepted one
+    assert read_card(MODEL).accepts([int(n) for n in size.split("x")])
     assert entry["passed"] and entry["max_abs_vox"] <= 1e-4 and entry["moved_max_abs_rel"] <= 1e-4
     assert any("demo pair 3d_2mm" in row["label"] for row in entry["inputs"])
     assert parity == card.parity
