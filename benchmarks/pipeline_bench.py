@@ -46,9 +46,14 @@ def score(ddf_vox, sample, spacing) -> dict:
     from fnoreg_core.geometry import warp_vox
     from fnoreg_core.metrics import folding_fraction, jacobian_determinant, mean_dice, sdlogj
 
+    from scipy.ndimage import binary_erosion
+
     ddf = np.nan_to_num(ddf_vox)
     jac = jacobian_determinant(ddf)
-    out = {"folded_pct": folding_fraction(jac)["nonpositive_pct"], "sdlogj": sdlogj(jac)}
+    # a peer's field is NaN where it maps from outside the moving image: those voxels and two around
+    # them are left out of the Jacobian statistics (as for the dipy baselines of fnoreg-eval)
+    valid = binary_erosion(np.all(np.isfinite(ddf_vox), axis=0), iterations=2, border_value=1)
+    out = {"folded_pct": folding_fraction(jac, valid)["nonpositive_pct"], "sdlogj": sdlogj(jac, valid)}
     if "moving_labels" in sample:
         out["dice"] = mean_dice(warp_vox(sample["moving_labels"][0], ddf, order=0), sample["fixed_labels"][0])
     if "ddf_vox" in sample:
