@@ -2,7 +2,7 @@
 
 Each row builds one hostile input the issue's hunt used (or one like it) in a fresh folder and runs
 one entry point on it. CLIs: exit 2, a one-line ``PROG: error: ...`` and no traceback, no partial
-output, no user file changed (:func:`conftest.check_refused`). Runtime API: the documented exception
+output, no user file changed (:func:`fuzz_helpers.check_refused`). Runtime API: the documented exception
 (``ImageError`` / ``TypeError`` / ``ModelCardError`` / ``BackendError``). GUI state: ``ValueError``
 (``ImageError`` is one), shown by the window as a dialog.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import call, check_refused, smooth, snapshot, write_nifti
+from fuzz_helpers import call, check_refused, smooth, snapshot, write_nifti
 
 FAST = ["--refine", "off", "--affine", "none", "--threads", "1", "-q"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, call, check_refused, snapshot, write_nifti
+from fuzz_helpers import ROOT, call, check_refused, snapshot, write_nifti
 
 from fnoreg_core.staging import LOCK_NAME, MANIFEST_NAME, OutputError, OutputLock, StagedOutputs, staged_folder
 
@@ -292,7 +292,7 @@ def registered(tmp_path_factory, tiny2d):
     from fnoreg_gui.pipeline import register_pair
     from fnoreg_gui.state import ViewerState
 
-    from conftest import smooth
+    from fuzz_helpers import smooth
 
     d = tmp_path_factory.mktemp("gui_in")
     write_nifti(d / "f.nii.gz", smooth((32, 48), 0))

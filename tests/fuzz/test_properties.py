@@ -17,7 +17,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
-from conftest import EXAMPLES, call, smooth, snapshot  # noqa: E402
+from fuzz_helpers import EXAMPLES, call, smooth, snapshot  # noqa: E402
 
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -93,7 +93,7 @@ def test_register_any_bytes_as_image_csv_model(tmp_path_factory, tiny2d, pair2d_
 
 @pytest.fixture(scope="module")
 def pair2d_session(tmp_path_factory):
-    from conftest import write_nifti
+    from fuzz_helpers import write_nifti
 
     d = tmp_path_factory.mktemp("pair")
     return {"fixed": write_nifti(d / "fixed.nii.gz", smooth((32, 48), 0)),
