@@ -1,4 +1,4 @@
-"""Fixtures of the fuzz suite; the helpers live in ``fuzzkit`` (a unique module name: several test
+"""Fixtures of the fuzz suite; the helpers live in ``fuzz_helpers`` (a unique module name: several test
 folders have a ``conftest.py``, so ``from conftest import ...`` would pick whichever loaded first)."""
 
-from fuzzkit import _logs_in_tmp, pair2d, tiny2d  # noqa: F401  (fixtures, registered by import)
+from fuzz_helpers import _logs_in_tmp, pair2d, tiny2d  # noqa: F401  (fixtures, registered by import)
