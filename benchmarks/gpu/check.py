@@ -1,6 +1,6 @@
 """One-call check of the GPU path on a lent GPU machine (issue 17); a dry run on CPUs.
 
-Run through ``benchmarks/gpu/check.sh`` (which sets up imports and the carried wheels). Sections,
+Run through ``benchmarks/gpu/validate.sh`` (which sets up imports and the carried wheels). Sections,
 each ``ok`` / ``skipped: <reason>`` / ``FAILED: <reason>``:
 
 1. ``env``: torch / CUDA / GPU, onnxruntime providers, tensorrt, cuda-python, cupy.
@@ -490,7 +490,7 @@ def write_report(report: Report, out: Path, ctx) -> None:
                "sections": report.sections}
     (out / "gpu_check.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
     lines = [f"# GPU path check ({payload['date_utc']}, {env.get('gpu', 'no GPU')}, {payload['host']})", "",
-             f"`benchmarks/gpu/check.sh`{' --dry' if ctx['dry'] else ''}: {payload['total_s']} s in all. "
+             f"`benchmarks/gpu/validate.sh`{' --dry' if ctx['dry'] else ''}: {payload['total_s']} s in all. "
              f"torch {env.get('torch')}, onnxruntime {env.get('onnxruntime')}, tensorrt {env.get('tensorrt')}, "
              f"cuda-python {env.get('cuda-python')}.", "", "| section | status | seconds |", "|---|---|---|"]
     lines += [f"| {name} | {e['status']} | {e['seconds']} |" for name, e in report.sections.items()]

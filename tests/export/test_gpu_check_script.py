@@ -1,4 +1,4 @@
-"""benchmarks/gpu/check.sh, the one-call GPU path check, keeps working: its dry run (CPU, small
+"""benchmarks/gpu/validate.sh, the one-call GPU path check, keeps working: its dry run (CPU, small
 sizes) exits 0, says what it skipped and why, and checks the runtime's TensorRT runner against the
 stand-in engine on the recording fake of cuda-python."""
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_gpu_check_dry_run(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "check.sh"), "--dry"], env=env,
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "validate.sh"), "--dry"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "skipped: --dry (CPU reference only)" in proc.stdout

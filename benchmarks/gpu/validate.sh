@@ -3,9 +3,9 @@
 #
 # Here, once (optional; wheels the device image lacks: nibabel and monai, and cuda-bindings so that
 # the TensorRT backend's cuda-python memory helper is exercised too; ~15 MiB):
-#   bash benchmarks/gpu/check.sh --prepare
+#   bash benchmarks/gpu/validate.sh --prepare
 # On the device, one call (the device tool's run; PyTorch + CUDA there, no internet, no TensorRT):
-#   run(command="bash benchmarks/gpu/check.sh", carry=["runs/gpu_check_carry"], timeout_s=300)
+#   run(command="bash benchmarks/gpu/validate.sh", carry=["runs/gpu_check_carry"], timeout_s=300)
 # It runs benchmarks/gpu/check.py (torch CUDA vs CPU parity, fp16/bf16 error, latency and memory at
 # the training size and 160x192x224; the runtime's TensorRTRunner on a stand-in engine running the
 # real model on its CUDA buffers; onnxruntime auto/CUDA; TensorRT build + parity when installed),
@@ -26,7 +26,7 @@ if [ "${1:-}" = "--prepare" ]; then
     for V in ${PYVERS:-3.10 3.11 3.12}; do
         "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$V" \
             --platform manylinux_2_28_x86_64 -d "$CARRY/wheels" "cuda-bindings~=12.9" "cuda-pathfinder>=1.1" \
-            || echo "check.sh: no cuda-bindings wheel for Python $V (the stand-in then uses torch memory)"
+            || echo "validate.sh: no cuda-bindings wheel for Python $V (the stand-in then uses torch memory)"
     done
     du -sh "$CARRY"
     exit 0
@@ -50,7 +50,7 @@ mkdir -p "$OUT"
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}:/tmp/fnoreg_pydeps"
     timeout "${CHECK_TIMEOUT:-230}" "$PY" benchmarks/gpu/check.py --out "$OUT" "$@"
     RC=$?
-    if [ "$RC" = 124 ]; then echo "check.sh: check.py ran past ${CHECK_TIMEOUT:-230} s"; fi
+    if [ "$RC" = 124 ]; then echo "validate.sh: check.py ran past ${CHECK_TIMEOUT:-230} s"; fi
     echo "== done $(date -u +%FT%TZ), exit $RC"
     exit "$RC"
 } 2>&1 | tee "$OUT/check.log"
