@@ -132,7 +132,8 @@ def learned_models(names) -> dict[str, dict]:
 
 
 def methods_for(models: dict, threads: int, grid_affine, classical=("none", "affine", "syn")) -> dict:
-    from fnoreg_core.evaluate import baseline_predictor, onnx_predictor
+    from fnoreg_core.evaluate import baseline_predictor
+    from fnoreg_export.eval_cli import exported_predictor as onnx_predictor
 
     methods = {CLASSICAL[kind]: baseline_predictor(kind, grid_affine) for kind in classical}
     for name, info in models.items():
