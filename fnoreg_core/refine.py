@@ -116,24 +116,24 @@ def _diffusion(u: np.ndarray) -> float:
 
 def _resize_field(u: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Field (ndim, *s) in voxels of s -> (ndim, *shape) in voxels of shape (corner-aligned grids)."""
+    from fnoreg_core.geometry import resize
+
     src = u.shape[1:]
     if tuple(src) == tuple(shape):
         return u.astype(np.float32, copy=True)
     zoom = [(n - 1) / (m - 1) for n, m in zip(shape, src)]
-    coords = np.stack(np.meshgrid(*[np.linspace(0, m - 1, n, dtype=np.float32) for n, m in zip(shape, src)],
-                                  indexing="ij"))
-    out = np.stack([ndimage.map_coordinates(c, coords, order=1, mode="nearest") * z for c, z in zip(u, zoom)])
-    return out.astype(np.float32)
+    return np.stack([resize(c, shape) * np.float32(z) for c, z in zip(u, zoom)]).astype(np.float32)
 
 
 def _resize_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Corner-aligned resize (:func:`fnoreg_core.geometry.resize`), Gaussian-smoothed first when shrinking."""
+    from fnoreg_core.geometry import resize
+
     if tuple(image.shape) == tuple(shape):
         return image
     sigma = [max((m / n - 1) / 2, 0) for n, m in zip(shape, image.shape)]
     smoothed = ndimage.gaussian_filter(image, sigma) if any(sigma) else image
-    coords = np.stack(np.meshgrid(*[np.linspace(0, m - 1, n, dtype=np.float32) for n, m in zip(shape, image.shape)],
-                                  indexing="ij"))
-    return ndimage.map_coordinates(smoothed, coords, order=1, mode="nearest").astype(np.float32)
+    return resize(smoothed, shape)
 
 
 def refine_field(fixed: np.ndarray, moving: np.ndarray, ddf_vox: np.ndarray | None = None,
