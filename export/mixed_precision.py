@@ -55,7 +55,6 @@ LAYER_KINDS = {
 #: Node inputs that ONNX requires to stay float32 whatever the data type (op_type -> input indices).
 _KEEP_FLOAT32_INPUTS = {"Resize": {2}}
 _FP16_MAX = 65504.0
-_INLINE_LIMIT = 1_500_000_000
 
 
 def node_classes(node) -> list[str]:
@@ -223,26 +222,9 @@ def convert_mixed_fp16(src: str | Path, dst: str | Path, keep: Sequence[str] | C
         if v.type.tensor_type.elem_type == TensorProto.FLOAT:
             v.type.tensor_type.elem_type = TensorProto.FLOAT16
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
-        onnx.checker.check_model(model, full_check=False)
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-        if model.ByteSize() > _INLINE_LIMIT:
-            onnx.save(model, str(tmp), save_as_external_data=True, location=dst.name + ".data")
-        else:
-            onnx.save(model, str(tmp))
-        onnx.checker.check_model(str(tmp))
-        tmp.replace(dst)
-    except onnx.checker.ValidationError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f"the mixed fp16 copy of {src.name} is not a valid ONNX graph: {exc}") from None
-    except onnx.shape_inference.InferenceError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f"the mixed fp16 copy of {src.name} has inconsistent types: {exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from .onnx_export import save_checked
+
+    save_checked(model, dst, f"the mixed fp16 copy of {src.name}")
     return facts
 
 

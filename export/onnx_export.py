@@ -295,13 +295,27 @@ def convert_to_fp16(src: str | Path, dst: str | Path) -> dict:
                 elif attr.name in ("to", "dtype") and attr.type == onnx.AttributeProto.INT \
                         and attr.i == TensorProto.FLOAT and not any(o in keep for o in node.output):
                     attr.i = TensorProto.FLOAT16
+    save_checked(model, dst, f"the fp16 copy of {src.name}")
+    return facts
+
+
+def save_checked(model, dst: Path, what: str) -> None:
+    """Check ``model`` (structure and strict type inference), write it to ``dst`` through a temp
+    file (external data above 1.5 GB) and check the file; nothing is left behind on failure.
+
+    Raises
+    ------
+    ValueError
+        The graph is invalid or its types are inconsistent (``what`` names it in the message).
+    """
+    import onnx
+
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
     try:
         onnx.checker.check_model(model, full_check=False)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-        large = model.ByteSize() > _INLINE_LIMIT
-        if large:
+        if model.ByteSize() > _INLINE_LIMIT:
             onnx.save(model, str(tmp), save_as_external_data=True, location=dst.name + ".data")
         else:
             onnx.save(model, str(tmp))
@@ -309,11 +323,10 @@ def convert_to_fp16(src: str | Path, dst: str | Path) -> dict:
         tmp.replace(dst)
     except onnx.checker.ValidationError as exc:
         tmp.unlink(missing_ok=True)
-        raise ValueError(f"the fp16 copy of {src.name} is not a valid ONNX graph: {exc}") from None
+        raise ValueError(f"{what} is not a valid ONNX graph: {exc}") from None
     except onnx.shape_inference.InferenceError as exc:
         tmp.unlink(missing_ok=True)
-        raise ValueError(f"the fp16 copy of {src.name} has inconsistent types: {exc}") from None
+        raise ValueError(f"{what} has inconsistent types: {exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return facts
