@@ -606,6 +606,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _key_values(items: list[str], flag: str, base: dict | None) -> dict[str, Any]:
+    """``base`` updated with ``KEY=VALUE`` items (values parsed as JSON where they are JSON)."""
+    out = dict(base or {})
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise TrainError(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = {}
     if args.config is not None:
@@ -629,26 +643,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         v = getattr(args, key)
         if v is not None:
             values[key] = v
-    options = dict(values.get("model_options") or {})
-    for item in args.model_option:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise TrainError(f"--model-option expects KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
-    values["model_options"] = options
-    synth = dict(values.get("synth_options") or {})
-    for item in args.synth_option:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise TrainError(f"--synth-option expects KEY=VALUE, got {item!r}")
-        try:
-            synth[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            synth[key] = raw
-    values["synth_options"] = synth
+    values["model_options"] = _key_values(args.model_option, "--model-option", values.get("model_options"))
+    values["synth_options"] = _key_values(args.synth_option, "--synth-option", values.get("synth_options"))
     return TrainConfig.from_dict(values)
 
 
