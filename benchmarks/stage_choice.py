@@ -27,16 +27,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _pull(volume, aff, world_map, ddf_vox=None, order=1):
-    from scipy.ndimage import map_coordinates
+    """``volume`` pulled at world_map(grid(p + ddf(p))) on its own grid (recipe_study's resampling)."""
+    from recipe_study import _resample
 
-    shape = volume.shape
-    idx = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij"))
-    if ddf_vox is not None:
-        idx = idx + ddf_vox
-    pts = idx.reshape(3, -1).T @ aff[:3, :3].T + aff[:3, 3]
-    pts = pts @ world_map[:3, :3].T + world_map[:3, 3]
-    vox = (pts - aff[:3, 3]) @ np.linalg.inv(aff[:3, :3]).T
-    return map_coordinates(volume, vox.T, order=order, cval=0.0, mode="constant").reshape(shape)
+    return _resample(volume, aff, world_map, ddf_vox, order)
 
 
 def affine_candidates(threads: int):
