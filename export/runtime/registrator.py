@@ -339,12 +339,12 @@ class Registrator:
             work = self._stage(timings, "inference", self._network, work, opts.guard)
         else:
             work.ddf_vox_w = np.zeros((work.dims, *work.work_shape), np.float32)
-        if keep_stages and opts.refine is not None:
-            work.stage_ddf_mm["affine"] = self._compose_to_fixed(work, deformable=False)[0]
-            if opts.network:
+        if keep_stages:  # the composed field after every stage but the last (that one is the result's)
+            refine = opts.refine is not None
+            if opts.network or refine:
+                work.stage_ddf_mm["affine"] = self._compose_to_fixed(work, deformable=False)[0]
+            if opts.network and refine:
                 work.stage_ddf_mm["network"] = self._compose_to_fixed(work)[0]
-        elif keep_stages and opts.network:
-            work.stage_ddf_mm["affine"] = self._compose_to_fixed(work, deformable=False)[0]
         self._check_stop()
         if opts.refine is not None:
             report("refine", 0.5)
@@ -535,7 +535,7 @@ class Registrator:
             jacobian=work.jacobian, folding=work.folding, sdlogj=work.sdlogj, timings=timings,
             fixed_affine=work.fixed_affine4, moving_affine=work.moving_affine4,
             moving_shape=tuple(work.moving.shape), network_shape=tuple(work.run_shape),
-            resampled=tuple(work.run_shape) != work.net_shape,
+            resampled=work.resampled,
             reoriented=work.frame.reoriented, intensity=work.intensity, backend=self.backend,
             model=f"{self.card.name} {self.card.version}",
             stages=[r.as_dict() for r in work.records],
