@@ -82,10 +82,12 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def train(name: str, budget_min: float, work: Path) -> Path:
+def train(name: str, budget_min: float, work: Path, recipe: str | None = None, extra: list[str] = ()) -> Path:
+    """Train ``RECIPES[recipe or name]`` (then ``extra`` flags, which override it) into ``work/name``."""
     out = work / name
-    args = [sys.executable, "-m", "fnoreg_core.train", *COMMON, *RECIPES[name][1], "--time-budget-min", str(budget_min),
-            "--budget-clock", "cpu", "--steps", "1000000", "--out", str(out), "--name", name, "--no-progress"]
+    args = [sys.executable, "-m", "fnoreg_core.train", *COMMON, *RECIPES[recipe or name][1], *extra,
+            "--time-budget-min", str(budget_min), "--budget-clock", "cpu", "--steps", "1000000", "--out", str(out),
+            "--name", name, "--no-progress"]
     if (out / "last.pt").exists():
         args.append("--resume")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", FNOREG_TORCH_THREADS="1")
@@ -245,27 +247,57 @@ def write(results: list[dict], budget: float, path_md: Path) -> None:
     path_md.write_text("\n".join(lines) + "\n")
 
 
-def evaluate_checkpoints(paths: list[Path]) -> int:
-    """A table of checkpoints (e.g. along a long run): steps, real-pair Dice after affine, EPE."""
+#: issue 15's targets for affine + network (no refinement) at 2 mm
+TARGET_PAIR, TARGET_DICE, TARGET_FOLDED_PCT, TARGET_NET_S = "colin27->fsaverage", 0.645, 0.5, 1.0
+
+
+def targets(r: dict) -> list[str]:
+    """Issue 15's targets for one checkpoint's summary, each with met / not met."""
+    pair = r["pairs"][TARGET_PAIR]
+    colin = {k: v for k, v in r["pairs"].items() if "colin27" in k}
+    improved = all(v["dice_net"] > v["dice_affine"] for v in colin.values())
+    net_s = max(v["net_s"] for v in r["pairs"].values())
+
+    def line(what: str, measured: str, ok: bool) -> str:
+        return f"- {what}: {measured}: {'met' if ok else 'not met'}"
+
+    return [line(f"{TARGET_PAIR} Dice >= {TARGET_DICE}", f"{pair['dice_net']:.4f} (affine {pair['dice_affine']:.4f})",
+                 pair["dice_net"] >= TARGET_DICE),
+            line("both Colin27 directions improved over the affine",
+                 ", ".join(f"{k} {v['dice_affine']:.4f} -> {v['dice_net']:.4f}" for k, v in colin.items()), improved),
+            line(f"{TARGET_PAIR} folded voxels < {TARGET_FOLDED_PCT} %", f"{pair['folded_pct']:.3f} %",
+                 pair["folded_pct"] < TARGET_FOLDED_PCT),
+            line(f"network time <= {TARGET_NET_S:g} s at 2 mm (slowest pair, PyTorch eager, the threads of the run)",
+                 f"{net_s:.2f} s", net_s <= TARGET_NET_S),
+            line("synthetic held-out pairs: end-point error of affine + network <= half of the unregistered",
+                 f"{r['epe_net_mm']:.2f} mm vs {r['epe_none_mm']:.2f} mm", r["epe_net_mm"] <= 0.5 * r["epe_none_mm"])]
+
+
+def evaluate_checkpoints(paths: list[Path], threads: int = 2) -> int:
+    """A table of checkpoints (e.g. along a long run): steps, real-pair Dice after affine, EPE; the targets."""
     from fnoreg_core.checkpoint import load_checkpoint
 
-    base = summarise("affine only", evaluate(None), None)
+    base = summarise("affine only", evaluate(None, threads), None)
     pairs = list(base["pairs"])
     lines = ["# Real-pair Dice along the long run (issue 15)", "",
-             f"`python benchmarks/recipe_study.py --checkpoints {' '.join(str(p) for p in paths)}` "
-             f"({time.strftime('%Y-%m-%d %H:%M')}). Pipeline: SimpleITK affine, then the network (2 mm). "
-             "Steps count optimiser steps of the run (batch 1 on the CPU, 8 on the GPU).", "",
+             f"`python benchmarks/recipe_study.py --threads {threads} --checkpoints {' '.join(str(p) for p in paths)}` "
+             f"({time.strftime('%Y-%m-%d %H:%M')}, {threads} threads). Pipeline: SimpleITK affine, then the network "
+             "(2 mm). Steps count optimiser steps of the run (batch 1 on the CPU, 8 on the GPU).", "",
              "| checkpoint | step | val Dice (synth) | " + " | ".join(pairs) + " | mean | worst gain | % J<=0 | "
              "EPE affine+net (mm) |", "|---|---|---|" + "---|" * (len(pairs) + 4),
              "| affine only | - | - | " + " | ".join(f"{base['pairs'][p]['dice_affine']:.4f}" for p in pairs) +
              f" | {base['dice_affine']:.4f} | - | 0 | {base['epe_affine_mm']:.2f} |"]
+    checks = []
     for path in paths:
         ck = load_checkpoint(path)
-        r = summarise(str(path), evaluate(path), None)
+        r = summarise(str(path), evaluate(path, threads), None)
         lines.append(f"| {path} | {ck['step']} | {ck['metrics'].get('val_dice', float('nan')):.4f} | " +
                      " | ".join(f"{r['pairs'][p]['dice_net']:.4f}" for p in pairs) +
                      f" | {r['dice_net']:.4f} | {r['min_gain']:+.4f} | {r['folded_pct']:.3f} | {r['epe_net_mm']:.2f} |")
         print(lines[-1], flush=True)
+        checks += ["", f"Targets of issue 15, `{path}` (step {ck['step']}, {float(ck.get('train_seconds', 0)) / 60:.1f} "
+                   "min of optimisation in its run):", "", *targets(r)]
+    lines += checks
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "long_run.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -282,9 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoints", nargs="+", type=Path,
                    help="evaluate these checkpoints (e.g. a long run's) the same way and write "
                         "benchmarks/results/long_run.md instead")
+    p.add_argument("--threads", type=int, default=2, help="--checkpoints: threads of the evaluation. Default: 2")
     args = p.parse_args(argv)
     if args.checkpoints:
-        return evaluate_checkpoints(args.checkpoints)
+        return evaluate_checkpoints(args.checkpoints, args.threads)
     names = args.only or list(RECIPES)
     unknown = sorted(set(names) - set(RECIPES))
     if unknown:

@@ -17,6 +17,15 @@ Examples:
   python benchmarks/resolution_study.py --steps 3 --eval-pairs 2 --models fourier-net,transmorph \
       --out /tmp/rs --work /tmp/rs/runs                          # check two models, results to /tmp
 Runs resume: finished trainings are reused (delete WORK/runs/... to retrain).
+
+``--dims 3`` (issue 15): FNOReg, FNO and VoxelMorph (3d-cpu presets) trained with the chosen 3-D recipe
+(recipe_study.py's ``res_ncc_dice_4mm``: synth:brains+real, local NCC + soft Dice + diffusion, residual
+affine) at 4 mm (40x48x56) and at 2 mm (80x96x112), the same CPU budget each (``--budget-min``, one
+thread, CPU clock), then evaluated the way the pipeline uses them on every real template pair, both
+directions: SimpleITK affine (found at 2 mm), then the network at 2 mm (80x96x112) and at 1 mm
+(160x192x224). Writes ``resolution_study_3d.{md,json,png}``::
+
+  python benchmarks/resolution_study.py --dims 3 --budget-min 6      # about 1.5 h on one core
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,7 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=None,
                    help="folder of the training runs (checkpoints, reused on the next call). "
                         "Default: runs/resolution_study[_quick]")
+    p.add_argument("--dims", type=int, choices=(2, 3), default=2,
+                   help="2: the synthetic 2-D study (default); 3: the 3-D study on the real template pairs")
+    p.add_argument("--budget-min", type=float, default=6.0,
+                   help="--dims 3: CPU minutes of optimisation per training (one thread). Default: 6")
     args = p.parse_args(argv)
+    if args.dims == 3:
+        return study_3d(args)
     unknown = [m for m in args.models.split(",") if m not in MODELS]
     if unknown:
         p.error(f"unknown model(s) {unknown}, expected some of {list(MODELS)}")
@@ -194,6 +210,180 @@ def _plot(results, unregistered: float, path: Path, args) -> None:
     ax[1].set_ylabel("Dice drop of half-res training (%)")
     ax[1].legend(fontsize=8)
     fig.suptitle(f"Trained {args.steps} steps at {args.full} vs {args.half}, evaluated at {args.full}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"plot: {path}")
+
+
+# -- 3-D: trained at 4 mm and 2 mm, evaluated at 2 mm and 1 mm on the real template pairs ----------------
+
+MODELS_3D = ("fnoreg", "fno", "voxelmorph")
+TRAIN_RES_3D = {"4mm": "40x48x56", "2mm": "80x96x112"}
+RECIPE_3D = "res_ncc_dice_4mm"  # the recipe chosen by benchmarks/recipe_study.py
+EVAL_RES_3D = ("2mm", "1mm")
+
+
+def evaluate_3d(checkpoints: dict[str, Path], threads: int = 1) -> dict:
+    """Per real pair: Dice after the affine, and per checkpoint Dice / % J <= 0 / seconds at 2 mm and 1 mm.
+
+    The affine is found once at 2 mm (world space) and applied on both grids, so that the two
+    resolutions differ only by the network's input grid.
+    """
+    import torch
+
+    from recipe_study import _load_model, _resample
+
+    from fnoreg_core.affine import affine_register
+    from fnoreg_core.data.templates import TemplatePairs, grid_affine
+    from fnoreg_core.fields import ddf_norm_to_vox
+    from fnoreg_core.metrics import folding_fraction, jacobian_determinant, mean_dice
+
+    torch.set_num_threads(threads)
+    models = {key: _load_model(path)[0] for key, path in checkpoints.items()}
+    sets = {res: TemplatePairs(dims=3, split="test", resolution=res) for res in EVAL_RES_3D}
+    rows = []
+    for i in range(len(sets["2mm"])):
+        name = sets["2mm"].pair_name(i)
+        coarse = sets["2mm"][i]
+        a = affine_register(coarse["fixed"][0], coarse["moving"][0], grid_affine("2mm"), threads=threads)
+        row: dict = {"pair": name}
+        for res, pairs in sets.items():
+            if pairs.pair_name(i) != name:
+                raise RuntimeError(f"the {res} template set orders its pairs differently from 2mm ({pairs.pair_name(i)})")
+            s = coarse if res == "2mm" else pairs[i]
+            grid = grid_affine(res)
+            fixed, fixed_labels = s["fixed"][0], s["fixed_labels"][0]
+            moved = _resample(s["moving"][0], grid, a.fixed_to_moving_ras, None, 1).astype(np.float32)
+            row[f"dice_affine_{res}"] = mean_dice(_resample(s["moving_labels"][0], grid, a.fixed_to_moving_ras, None, 0),
+                                                  fixed_labels)
+            for key, model in models.items():
+                with torch.no_grad():
+                    t0 = time.perf_counter()
+                    ddf = model(torch.from_numpy(moved[None, None]), torch.from_numpy(fixed[None, None]))[0].numpy()
+                    seconds = time.perf_counter() - t0
+                ddf_vox = ddf_norm_to_vox(ddf, fixed.shape)
+                warped = _resample(s["moving_labels"][0], grid, a.fixed_to_moving_ras, ddf_vox, 0)
+                row[f"{key}/dice_{res}"] = mean_dice(warped, fixed_labels)
+                row[f"{key}/folded_{res}"] = folding_fraction(jacobian_determinant(ddf_vox))["nonpositive_pct"]
+                row[f"{key}/seconds_{res}"] = seconds
+                print(f"  {name} {res} {key}: Dice {row[f'{key}/dice_{res}']:.4f} (affine {row[f'dice_affine_{res}']:.4f}), "
+                      f"{row[f'{key}/folded_{res}']:.3f} % J<=0, {seconds:.1f} s", flush=True)
+        rows.append(row)
+    return {"pairs": rows}
+
+
+def study_3d(args) -> int:
+    from recipe_study import RECIPES, train
+
+    from fnoreg_core.checkpoint import load_checkpoint
+
+    work = args.work if args.work is not None else ROOT / "runs" / "resolution_study_3d"
+    work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoints, runs = {}, {}
+    for model in MODELS_3D:
+        for label, res in TRAIN_RES_3D.items():
+            key = f"{model}_{label}"
+            extra = ["--model", model, "--train-res", res]
+            print(f"training {key}: {RECIPE_3D} {' '.join(extra)}, {args.budget_min:g} CPU-min", flush=True)
+            run = train(key, args.budget_min, work, recipe=RECIPE_3D, extra=extra)
+            checkpoints[key], runs[key] = run / "best.pt", run
+    print("evaluating on the real template pairs at 2 mm and 1 mm", flush=True)
+    ev = evaluate_3d(checkpoints, threads=args.threads)
+    pairs = ev["pairs"]
+
+    def mean(field: str) -> float:
+        return float(np.mean([r[field] for r in pairs]))
+
+    results = []
+    for key, run in runs.items():
+        model, label = key.rsplit("_", 1)
+        best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+        row = {"model": model, "trained": label, "train_res": TRAIN_RES_3D[label], "steps": int(last["step"]),
+               "best_step": int(best["step"]), "train_cpu_min": float(last["train_seconds"]) / 60}
+        for res in EVAL_RES_3D:
+            row[f"dice_{res}"] = mean(f"{key}/dice_{res}")
+            row[f"folded_{res}"] = mean(f"{key}/folded_{res}")
+            row[f"seconds_{res}"] = mean(f"{key}/seconds_{res}")
+            row[f"min_gain_{res}"] = float(min(r[f"{key}/dice_{res}"] - r[f"dice_affine_{res}"] for r in pairs))
+        row["drop_1mm_pct"] = 100.0 * (row["dice_2mm"] - row["dice_1mm"]) / row["dice_2mm"]
+        results.append(row)
+    affine = {res: mean(f"dice_affine_{res}") for res in EVAL_RES_3D}
+    command = f"python benchmarks/resolution_study.py --dims 3 --budget-min {args.budget_min:g}"
+    lines = ["# Resolution study in 3-D (issue 15, section 5)", "",
+             f"`{command}` ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load average at the end "
+             f"{os.getloadavg()[0]:.2f}, one thread per training "
+             f"and for the evaluation). Every model: 3d-cpu preset, recipe `{RECIPE_3D}` of "
+             f"benchmarks/recipe_study.py ({' '.join(RECIPES[RECIPE_3D][1])}), **{args.budget_min:g} CPU-minutes of "
+             "optimisation each** (batch 1, Adam, cosine decay); trained at 4 mm (40x48x56) or 2 mm (80x96x112); "
+             "the checkpoint with the best synthetic validation Dice is evaluated. Evaluation: the "
+             f"{len(pairs)} real template pairs (every ordered pair that shares labels), SimpleITK affine found at "
+             "2 mm, then the network at 2 mm (80x96x112) and at 1 mm (160x192x224), PyTorch eager on one "
+             "thread. Affine alone: " + ", ".join(f"{affine[r]:.4f} at {r}" for r in EVAL_RES_3D) + ".", "",
+             "Drop = (Dice at 2 mm - Dice at 1 mm) / Dice at 2 mm, the same model; worst gain = the smallest "
+             "per-pair Dice gain over the affine.", "",
+             "| model | trained at | budget (CPU min) | steps | Dice @ 2 mm | Dice @ 1 mm | drop 2 -> 1 mm | "
+             "worst gain @ 2 mm / 1 mm | % J<=0 @ 2 mm / 1 mm | network s @ 2 mm / 1 mm |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['model']} | {r['trained']} ({r['train_res']}) | {r['train_cpu_min']:.1f} | {r['steps']} | "
+                     f"{r['dice_2mm']:.4f} | {r['dice_1mm']:.4f} | {r['drop_1mm_pct']:+.2f} % | "
+                     f"{r['min_gain_2mm']:+.4f} / {r['min_gain_1mm']:+.4f} | {r['folded_2mm']:.3f} / "
+                     f"{r['folded_1mm']:.3f} | {r['seconds_2mm']:.2f} / {r['seconds_1mm']:.2f} |")
+    lines += ["", "Per pair (Dice at 2 mm / 1 mm):", ""]
+    for r in pairs:
+        cells = [f"affine {r['dice_affine_2mm']:.3f} / {r['dice_affine_1mm']:.3f}"]
+        cells += [f"{k} {r[f'{k}/dice_2mm']:.3f} / {r[f'{k}/dice_1mm']:.3f}" for k in runs]
+        lines.append(f"- {r['pair']}: " + "; ".join(cells))
+    lines += ["", "## Targets", ""]
+    for r in results:
+        if r["model"] == "fnoreg":
+            met = abs(r["drop_1mm_pct"]) <= 1.0
+            lines.append(f"- FNOReg trained at {r['trained']}: Dice at 1 mm within 1 % of 2 mm: "
+                         f"{r['drop_1mm_pct']:+.2f} % ({'met' if met else 'not met'}); budget "
+                         f"{r['train_cpu_min']:.1f} CPU-min")
+    for r in results:
+        if r["model"] == "voxelmorph":
+            lines.append(f"- VoxelMorph trained at {r['trained']} (shown, no target): {r['drop_1mm_pct']:+.2f} % "
+                         f"from 2 mm to 1 mm; budget {r['train_cpu_min']:.1f} CPU-min")
+    table = "\n".join(lines) + "\n"
+    print("\n" + table)
+    (args.out / "resolution_study_3d.md").write_text(table)
+    (args.out / "resolution_study_3d.json").write_text(json.dumps(
+        {"command": command, "affine_dice": affine, "rows": results, "pairs": pairs}, indent=1) + "\n")
+    _plot_3d(results, affine, args.out / "resolution_study_3d.png", args.budget_min)
+    return 0
+
+
+def _plot_3d(results: list[dict], affine: dict, path: Path, budget_min: float) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(plot skipped: pip install matplotlib)")
+        return
+    labels = [f"{r['model']}\n@{r['trained']}" for r in results]
+    x = np.arange(len(results))
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    for k, (res, color) in enumerate((("2mm", "#2b6cb0"), ("1mm", "#dd6b20"))):
+        ax[0].bar(x + (k - 0.5) * 0.38, [r[f"dice_{res}"] for r in results], 0.38, label=f"evaluated at {res}",
+                  color=color)
+        ax[0].axhline(affine[res], color=color, ls="--", lw=1, label=f"affine only, {res}")
+    ax[0].set_xticks(x, labels, fontsize=8)
+    ax[0].set_ylabel("mean Dice, real template pairs")
+    lo = min(min(affine.values()), *(r[f"dice_{res}"] for r in results for res in EVAL_RES_3D))
+    hi = max(max(affine.values()), *(r[f"dice_{res}"] for r in results for res in EVAL_RES_3D))
+    ax[0].set_ylim(lo - 0.02, hi + 0.02)
+    ax[0].legend(fontsize=7, loc="lower right")
+    ax[1].bar(x, [r["drop_1mm_pct"] for r in results], 0.5, color="#805ad5")
+    ax[1].axhline(1.0, color="gray", ls="--", lw=1, label="target for FNOReg: <= 1 %")
+    ax[1].axhline(0.0, color="black", lw=0.5)
+    ax[1].set_xticks(x, labels, fontsize=8)
+    ax[1].set_ylabel("Dice drop from 2 mm to 1 mm (%)")
+    ax[1].legend(fontsize=8)
+    fig.suptitle(f"3-D, {budget_min:g} CPU-min per training: trained at 4 or 2 mm, evaluated at 2 and 1 mm")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     print(f"plot: {path}")

@@ -6,6 +6,6 @@
   :mod:`fnoreg_export.register_cli` (``fnoreg-register``): the torch-free runtime (numpy +
   onnxruntime [+ tensorrt]).
 * :mod:`fnoreg_export.eval_cli` (``fnoreg-eval`` with exported models), :mod:`fnoreg_export.demo`
-  and :mod:`fnoreg_export.train_demo` (``fnoreg-demo``), :mod:`fnoreg_export.bundled` (assets).
+  (``fnoreg-demo``), :mod:`fnoreg_export.train_demo`, :mod:`fnoreg_export.bundled` (assets).
 * :mod:`fnoreg_export.model_card`: the JSON model card every exported file carries.
 """

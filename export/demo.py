@@ -1,6 +1,7 @@
 """Headless demo: register the bundled demo pair with the bundled model and print the report.
 
-``make demo`` runs this when no display is available (with a display it opens ``fnoreg-gui``)::
+``make demo`` runs this when no display is available (with a display it opens ``fnoreg-gui``); installed
+as ``fnoreg-demo`` (the same as ``python -m fnoreg_export.demo``)::
 
     python -m fnoreg_export.demo                  # Colin27 -> fsaverage, 3-D 2 mm, bundled fnoreg3d
     python -m fnoreg_export.demo --pair 3d_1mm    # the same pair at 1 mm (160x192x224)
@@ -28,7 +29,7 @@ def _label_names() -> dict[int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fnoreg_export.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="fnoreg-demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--pair", choices=PAIRS, default="3d_2mm",
                    help="demo pair (assets/demo/PAIR, found by fnoreg_export.bundled.demo_dir). Default: 3d_2mm")
     p.add_argument("--model", help="exported model (.onnx / .engine). Default: the bundled model")

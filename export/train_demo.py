@@ -1,9 +1,9 @@
 """Demo registration: train a small FNOReg on synthetic pairs for a few seconds, register a held-out
 pair, optionally export to ONNX and check onnxruntime against PyTorch, and print what happened.
 
-``fnoreg-demo`` (torch needed: it trains). It lives in fnoreg_export because it exports: fnoreg_core
-never imports fnoreg_export. The registration demo of the bundled model, torch-free, is
-``python -m fnoreg_export.demo``.
+``python -m fnoreg_export.train_demo`` (torch needed: it trains; no console script: the one demo,
+``fnoreg-demo``, is the torch-free registration of the bundled pair, :mod:`fnoreg_export.demo`). It lives in
+fnoreg_export because it exports: fnoreg_core never imports fnoreg_export.
 Training pairs come from ``fnoreg_core.data.synth``; after training the model registers a held-out
 synthetic pair and the bundled real pair (``assets/demo/2d``, Colin27 -> fsaverage, 160x192).
 
@@ -33,7 +33,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="fnoreg-demo",
+        prog="python -m fnoreg_export.train_demo",
         description=__doc__.split("\n\n")[0],
         epilog="Examples:\n  python -m fnoreg_export.train_demo\n  python -m fnoreg_export.train_demo --steps 300 --export",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .data import SPECS_HELP
 from .staging import OUTPUT_OPTION_HELP
 from .validate import int_option, max_threads
 
@@ -243,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fnoreg-eval", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="fnoreg-train checkpoint (.pt) or exported ONNX; omit to run baselines only")
-    p.add_argument("--data", required=True, help="synth | templates[:DIR] | oasis:PATH | pairs:CSV")
+    p.add_argument("--data", required=True, help=SPECS_HELP)
     p.add_argument("--res", help="evaluation size, e.g. 160x192x224 (default: the data's own)")
     p.add_argument("--dims", type=int, choices=(2, 3), help="2 or 3 (default: the model's; needed without a model)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fnoreg_core.data import SPECS_HELP
+
 __all__ = ["TrainConfig", "train", "main", "parse_size", "DEFAULT_RES", "TrainError"]
 
 #: Training resolution when the data has none of its own (synthetic pairs), by dims.
@@ -569,7 +571,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dims", type=int, choices=(2, 3), help="2 or 3 (default: the preset's)")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. hidden_channels=24 (JSON values); repeatable")
-    p.add_argument("--data", help="synth | templates[:DIR] | oasis:PATH | pairs:CSV. Default: synth")
+    p.add_argument("--data", help=f"{SPECS_HELP}. Default: synth")
     p.add_argument("--val-data", help="validation source (default: --data, split val)")
     p.add_argument("--train-res", help="training size, e.g. 80x96x112 (default: the data's; synth: 160x192 / 80x96x112)")
     p.add_argument("--val-res", help="validation size (default: the data's full size)")

@@ -26,9 +26,13 @@ from typing import Sequence
 from fnoreg_core.data.base import PairSource, ResizedPairs, check_sample, resize_image, resize_labels
 
 __all__ = ["PairSource", "ResizedPairs", "check_sample", "resize_image", "resize_labels", "open_source",
-           "DataSpecError", "SPLITS"]
+           "DataSpecError", "SPLITS", "SPECS_HELP"]
 
 SPLITS = ("train", "val", "test")
+
+#: The ``--data`` specs in one line, for the CLIs' ``--help`` (the table above says what each is).
+SPECS_HELP = ("synth | synth:brains[:DIR] | synth:brains+real[:DIR] | synth:mix[:DIR] | templates[:DIR] | "
+              "oasis:PATH | pairs:CSV")
 
 #: Relative affine of ``synth:brains`` pairs: real brains differ by about this much after MNI alignment.
 BRAIN_AFFINE = dict(max_rotation_deg=5.0, max_scaling=0.06, max_shift=0.03)
