@@ -19,6 +19,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 from .main_window import MainWindow
+from .platform_check import display_problem  # re-exported: the one display check
 
 __all__ = ["build_parser", "parse_args", "build_window", "display_problem", "main"]
 
@@ -100,24 +101,6 @@ def build_window(argv=None, settings: QSettings | None = None) -> MainWindow:
         win.open_demo(args.demo)
     win.auto_register = not args.no_register
     return win
-
-
-def display_problem(environ=None, platform: str | None = None) -> str | None:
-    """Why no window can open here (one line, with what to do instead), or None.
-
-    On Linux/BSD Qt needs ``$DISPLAY`` (X11) or ``$WAYLAND_DISPLAY``, unless ``$QT_QPA_PLATFORM``
-    names a platform plugin (``offscreen`` for screenshots); without one Qt aborts the process.
-    """
-    import os
-
-    environ = os.environ if environ is None else environ
-    platform = sys.platform if platform is None else platform
-    if platform.startswith(("win", "darwin", "cygwin")) or environ.get("QT_QPA_PLATFORM"):
-        return None
-    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
-        return None
-    return ("no display: $DISPLAY and $WAYLAND_DISPLAY are unset. Run fnoreg-gui in a desktop session (or ssh -X); "
-            "without one, register headless with fnoreg-register or python -m fnoreg_export.demo")
 
 
 def main(argv=None) -> int:

@@ -49,7 +49,7 @@ def display_problem(environ: Mapping[str, str] | None = None, platform: str | No
     if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
         return None
     return ("no display: $DISPLAY and $WAYLAND_DISPLAY are unset. Run fnoreg-gui in a desktop session (or ssh -X); "
-            "without one, register headless with fnoreg-register or python -m fnoreg_export.demo")
+            "without one, register headless with fnoreg-register, or run the demo with fnoreg-demo")
 
 
 def _xcb_plugin() -> Path | None:
