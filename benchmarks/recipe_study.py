@@ -103,8 +103,6 @@ def train(name: str, budget_min: float, work: Path, recipe: str | None = None, e
 # -- evaluation --------------------------------------------------------------------------------------
 
 def _load_model(ckpt: Path):
-    import torch
-
     from fnoreg_core.checkpoint import load_checkpoint
     from fnoreg_core.models import model_from_config
 
@@ -145,6 +143,25 @@ def _epe_mm(ddf_vox: np.ndarray, true_vox: np.ndarray, spacing: float = 2.0) -> 
     return float(np.sqrt(((ddf_vox - true_vox) ** 2).sum(0)).mean()) * spacing
 
 
+def network_scores(model, moved: np.ndarray, fixed: np.ndarray, moving_labels: np.ndarray, fixed_labels: np.ndarray,
+                   grid_affine: np.ndarray, world_map: np.ndarray) -> dict[str, float]:
+    """The network on an affinely moved pair (both ``(*S)`` float32 on one grid): its seconds, the Dice of the
+    moving labels pulled through the affine and its field, and the % of voxels with J <= 0."""
+    import torch
+
+    from fnoreg_core.fields import ddf_norm_to_vox
+    from fnoreg_core.metrics import folding_fraction, jacobian_determinant, mean_dice
+
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        ddf = model(torch.from_numpy(moved[None, None]), torch.from_numpy(fixed[None, None]))[0].numpy()
+        seconds = time.perf_counter() - t0
+    ddf_vox = ddf_norm_to_vox(ddf, fixed.shape)
+    warped = _resample(moving_labels, grid_affine, world_map, ddf_vox, 0)
+    return {"net_s": seconds, "dice_net": mean_dice(warped, fixed_labels),
+            "folded_pct": folding_fraction(jacobian_determinant(ddf_vox))["nonpositive_pct"]}
+
+
 def evaluate(ckpt: Path | None, threads: int = 1) -> dict:
     """Real pairs after affine (+ network) and synthetic EPE; ``ckpt=None`` gives the affine-only rows."""
     import torch
@@ -153,7 +170,7 @@ def evaluate(ckpt: Path | None, threads: int = 1) -> dict:
     from fnoreg_core.data import open_source
     from fnoreg_core.data.templates import TemplatePairs, grid_affine
     from fnoreg_core.fields import ddf_norm_to_vox
-    from fnoreg_core.metrics import folding_fraction, jacobian_determinant, mean_dice
+    from fnoreg_core.metrics import mean_dice
 
     torch.set_num_threads(threads)
     model = _load_model(ckpt)[0] if ckpt is not None else None
@@ -170,14 +187,8 @@ def evaluate(ckpt: Path | None, threads: int = 1) -> dict:
                "dice_affine": mean_dice(_resample(s["moving_labels"][0], aff, a.fixed_to_moving_ras, None, 0),
                                         s["fixed_labels"][0])}
         if model is not None:
-            with torch.no_grad():
-                t0 = time.perf_counter()
-                ddf = model(torch.from_numpy(moved[None, None]), torch.from_numpy(fixed[None, None]))[0].numpy()
-                row["net_s"] = time.perf_counter() - t0
-            ddf_vox = ddf_norm_to_vox(ddf, fixed.shape)
-            warped = _resample(s["moving_labels"][0], aff, a.fixed_to_moving_ras, ddf_vox, 0)
-            row["dice_net"] = mean_dice(warped, s["fixed_labels"][0])
-            row["folded_pct"] = folding_fraction(jacobian_determinant(ddf_vox))["nonpositive_pct"]
+            row.update(network_scores(model, moved, fixed, s["moving_labels"][0], s["fixed_labels"][0], aff,
+                                      a.fixed_to_moving_ras))
         rows.append(row)
     synth = open_source("synth:brains", 3, "test", shape=(80, 96, 112))
     epe = []
@@ -219,7 +230,7 @@ def summarise(name: str, ev: dict, run: Path | None) -> dict:
 
 
 def write(results: list[dict], budget: float, path_md: Path) -> None:
-    lines = [f"# Training-recipe study (issue 15)", "",
+    lines = ["# Training-recipe study (issue 15)", "",
              f"`python benchmarks/recipe_study.py --budget-min {budget:g}` ({time.strftime('%Y-%m-%d %H:%M')}, "
              f"{os.cpu_count()} cores here, one thread per training, budget {budget:g} CPU-min each; all FNOReg "
              "3d-cpu, batch 1, Adam with cosine decay). Real pairs: 2 mm template set, SimpleITK affine first. "

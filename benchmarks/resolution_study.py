@@ -182,7 +182,8 @@ def _unregistered(source, n: int) -> float:
     return float(np.mean(vals))
 
 
-def _plot(results, unregistered: float, path: Path, args) -> None:
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend, or None (said once) when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -190,6 +191,13 @@ def _plot(results, unregistered: float, path: Path, args) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         print("(plot skipped: pip install matplotlib)")
+        return None
+    return plt
+
+
+def _plot(results, unregistered: float, path: Path, args) -> None:
+    plt = _pyplot()
+    if plt is None:
         return
     models = list(dict.fromkeys(r["model"] for r in results))
     x = np.arange(len(models))
@@ -231,12 +239,11 @@ def evaluate_3d(checkpoints: dict[str, Path], threads: int = 1) -> dict:
     """
     import torch
 
-    from recipe_study import _load_model, _resample
+    from recipe_study import _load_model, _resample, network_scores
 
     from fnoreg_core.affine import affine_register
     from fnoreg_core.data.templates import TemplatePairs, grid_affine
-    from fnoreg_core.fields import ddf_norm_to_vox
-    from fnoreg_core.metrics import folding_fraction, jacobian_determinant, mean_dice
+    from fnoreg_core.metrics import mean_dice
 
     torch.set_num_threads(threads)
     models = {key: _load_model(path)[0] for key, path in checkpoints.items()}
@@ -257,17 +264,13 @@ def evaluate_3d(checkpoints: dict[str, Path], threads: int = 1) -> dict:
             row[f"dice_affine_{res}"] = mean_dice(_resample(s["moving_labels"][0], grid, a.fixed_to_moving_ras, None, 0),
                                                   fixed_labels)
             for key, model in models.items():
-                with torch.no_grad():
-                    t0 = time.perf_counter()
-                    ddf = model(torch.from_numpy(moved[None, None]), torch.from_numpy(fixed[None, None]))[0].numpy()
-                    seconds = time.perf_counter() - t0
-                ddf_vox = ddf_norm_to_vox(ddf, fixed.shape)
-                warped = _resample(s["moving_labels"][0], grid, a.fixed_to_moving_ras, ddf_vox, 0)
-                row[f"{key}/dice_{res}"] = mean_dice(warped, fixed_labels)
-                row[f"{key}/folded_{res}"] = folding_fraction(jacobian_determinant(ddf_vox))["nonpositive_pct"]
-                row[f"{key}/seconds_{res}"] = seconds
+                net = network_scores(model, moved, fixed, s["moving_labels"][0], fixed_labels, grid,
+                                     a.fixed_to_moving_ras)
+                row[f"{key}/dice_{res}"] = net["dice_net"]
+                row[f"{key}/folded_{res}"] = net["folded_pct"]
+                row[f"{key}/seconds_{res}"] = net["net_s"]
                 print(f"  {name} {res} {key}: Dice {row[f'{key}/dice_{res}']:.4f} (affine {row[f'dice_affine_{res}']:.4f}), "
-                      f"{row[f'{key}/folded_{res}']:.3f} % J<=0, {seconds:.1f} s", flush=True)
+                      f"{row[f'{key}/folded_{res}']:.3f} % J<=0, {net['net_s']:.1f} s", flush=True)
         rows.append(row)
     return {"pairs": rows}
 
@@ -356,13 +359,8 @@ def study_3d(args) -> int:
 
 
 def _plot_3d(results: list[dict], affine: dict, path: Path, budget_min: float) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(plot skipped: pip install matplotlib)")
+    plt = _pyplot()
+    if plt is None:
         return
     labels = [f"{r['model']}\n@{r['trained']}" for r in results]
     x = np.arange(len(results))
