@@ -52,10 +52,6 @@ LAYER_KINDS = {
     "activation": ("GELU", "ReLU", "LeakyReLU", "SiLU", "Tanh"),
 }
 
-#: Node inputs that ONNX requires to stay float32 whatever the data type (op_type -> input indices).
-_KEEP_FLOAT32_INPUTS = {"Resize": {2}}
-_FP16_MAX = 65504.0
-
 
 def node_classes(node) -> list[str]:
     """Module class names (unqualified) a node of a torch-exported ONNX graph belongs to, outermost first."""
@@ -99,9 +95,10 @@ def convert_mixed_fp16(src: str | Path, dst: str | Path, keep: Sequence[str] | C
     ``{"clipped", "underflow", "converted_initializers", "fp32_nodes", "fp16_nodes", "casts",
     "fp32_layers"}``: counts, and the module classes kept in float32.
     """
-    import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
+
+    from .onnx_export import KEEP_FLOAT32_INPUTS, half_node_attributes, half_tensor
 
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src))
@@ -133,7 +130,7 @@ def convert_mixed_fp16(src: str | Path, dst: str | Path, keep: Sequence[str] | C
     for k, node in enumerate(nodes):
         for name in node.input:
             consumers.setdefault(name, []).append(k)
-    pinned = {node.input[i] for node in graph.node for i in _KEEP_FLOAT32_INPUTS.get(node.op_type, ())
+    pinned = {node.input[i] for node in graph.node for i in KEEP_FLOAT32_INPUTS.get(node.op_type, ())
               if i < len(node.input) and node.input[i]}
 
     # where each float32 value lives: FLOAT (island producer / island-only weights) or FLOAT16
@@ -151,16 +148,9 @@ def convert_mixed_fp16(src: str | Path, dst: str | Path, keep: Sequence[str] | C
         if v.type.tensor_type.elem_type == TensorProto.FLOAT:
             home[v.name] = TensorProto.FLOAT16
 
-    def half(tensor):
-        values = numpy_helper.to_array(tensor).astype(np.float32)
-        facts["clipped"] += int(np.count_nonzero(np.abs(values) > _FP16_MAX))
-        converted = np.clip(values, -_FP16_MAX, _FP16_MAX).astype(np.float16)
-        facts["underflow"] += int(np.count_nonzero((converted == 0) & (values != 0)))
-        return numpy_helper.from_array(converted, tensor.name)
-
     for i, t in enumerate(graph.initializer):
         if t.data_type == TensorProto.FLOAT and home[t.name] == TensorProto.FLOAT16:
-            graph.initializer[i].CopyFrom(half(t))
+            graph.initializer[i].CopyFrom(half_tensor(t, facts))
             facts["converted_initializers"] += 1
 
     casts: dict[tuple[str, int], str] = {}
@@ -177,20 +167,14 @@ def convert_mixed_fp16(src: str | Path, dst: str | Path, keep: Sequence[str] | C
     for k, node in enumerate(nodes):
         fp32 = island[k]
         facts["fp32_nodes" if fp32 else "fp16_nodes"] += 1
-        keep_idx = _KEEP_FLOAT32_INPUTS.get(node.op_type, set())
+        keep_idx = KEEP_FLOAT32_INPUTS.get(node.op_type, set())
         for i, name in enumerate(node.input):
             if name in home:
                 want = TensorProto.FLOAT if (fp32 or i in keep_idx) else TensorProto.FLOAT16
                 if home[name] != want:
                     node.input[i] = cast_of(name, want)
         if not fp32:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT:
-                    if not (node.op_type == "Constant" and node.output[0] in pinned):
-                        attr.t.CopyFrom(half(attr.t))
-                elif attr.name in ("to", "dtype") and attr.type == onnx.AttributeProto.INT \
-                        and attr.i == TensorProto.FLOAT and not any(o in pinned for o in node.output):
-                    attr.i = TensorProto.FLOAT16
+            half_node_attributes(node, pinned, facts)
         new_nodes.append(node)
 
     # graph outputs are float16: cast island-produced outputs

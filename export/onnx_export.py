@@ -221,9 +221,37 @@ def graph_opset(path: str | Path) -> int:
 # fp16 graphs
 
 #: Node inputs that ONNX requires to stay float32 whatever the data type (op_type -> input indices).
-_KEEP_FLOAT32_INPUTS = {"Resize": {2}}
+KEEP_FLOAT32_INPUTS = {"Resize": {2}}
 #: Largest finite float16.
 _FP16_MAX = 65504.0
+
+
+def half_tensor(tensor, facts: dict):
+    """float16 copy of a float32 ``TensorProto`` (rounded to nearest, clipped to +-65504); adds the clipped
+    and the nonzero values that became 0 to ``facts["clipped"]`` / ``facts["underflow"]``."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    values = numpy_helper.to_array(tensor).astype(np.float32)
+    facts["clipped"] += int(np.count_nonzero(np.abs(values) > _FP16_MAX))
+    converted = np.clip(values, -_FP16_MAX, _FP16_MAX).astype(np.float16)
+    facts["underflow"] += int(np.count_nonzero((converted == 0) & (values != 0)))
+    return numpy_helper.from_array(converted, tensor.name)
+
+
+def half_node_attributes(node, keep: set, facts: dict) -> None:
+    """Turn a node's float32 tensor attributes and its float32 ``to`` / ``dtype`` targets to float16 in
+    place, except on nodes that produce a name in ``keep`` (values that must stay float32)."""
+    import onnx
+    from onnx import TensorProto
+
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT:
+            if not (node.op_type == "Constant" and node.output[0] in keep):
+                attr.t.CopyFrom(half_tensor(attr.t, facts))
+        elif attr.name in ("to", "dtype") and attr.type == onnx.AttributeProto.INT \
+                and attr.i == TensorProto.FLOAT and not any(o in keep for o in node.output):
+            attr.i = TensorProto.FLOAT16
 
 
 def convert_to_fp16(src: str | Path, dst: str | Path) -> dict:
@@ -242,9 +270,8 @@ def convert_to_fp16(src: str | Path, dst: str | Path) -> dict:
     ``{"clipped": n values clipped to the fp16 range, "underflow": n nonzero weights that
     became 0, "converted_initializers": n}``
     """
-    import numpy as np
     import onnx
-    from onnx import TensorProto, numpy_helper
+    from onnx import TensorProto
 
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src))
@@ -255,7 +282,7 @@ def convert_to_fp16(src: str | Path, dst: str | Path) -> dict:
     def collect(graph):
         graphs.append(graph)
         for node in graph.node:
-            for index in _KEEP_FLOAT32_INPUTS.get(node.op_type, ()):
+            for index in KEEP_FLOAT32_INPUTS.get(node.op_type, ()):
                 if index < len(node.input) and node.input[index]:
                     keep.add(node.input[index])
             for attr in node.attribute:
@@ -267,14 +294,6 @@ def convert_to_fp16(src: str | Path, dst: str | Path) -> dict:
 
     collect(model.graph)
 
-    def half(tensor):
-        values = numpy_helper.to_array(tensor).astype(np.float32)
-        facts["clipped"] += int(np.count_nonzero(np.abs(values) > _FP16_MAX))
-        converted = np.clip(values, -_FP16_MAX, _FP16_MAX).astype(np.float16)
-        facts["underflow"] += int(np.count_nonzero((converted == 0) & (values != 0)))
-        out = numpy_helper.from_array(converted, tensor.name)
-        return out
-
     def retype(value):
         tensor_type = value.type.tensor_type
         if tensor_type.elem_type == TensorProto.FLOAT and value.name not in keep:
@@ -283,18 +302,12 @@ def convert_to_fp16(src: str | Path, dst: str | Path) -> dict:
     for graph in graphs:
         for i, tensor in enumerate(graph.initializer):
             if tensor.data_type == TensorProto.FLOAT and tensor.name not in keep:
-                graph.initializer[i].CopyFrom(half(tensor))
+                graph.initializer[i].CopyFrom(half_tensor(tensor, facts))
                 facts["converted_initializers"] += 1
         for value in list(graph.input) + list(graph.output) + list(graph.value_info):
             retype(value)
         for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT:
-                    if not (node.op_type == "Constant" and node.output[0] in keep):
-                        attr.t.CopyFrom(half(attr.t))
-                elif attr.name in ("to", "dtype") and attr.type == onnx.AttributeProto.INT \
-                        and attr.i == TensorProto.FLOAT and not any(o in keep for o in node.output):
-                    attr.i = TensorProto.FLOAT16
+            half_node_attributes(node, keep, facts)
     save_checked(model, dst, f"the fp16 copy of {src.name}")
     return facts
 
