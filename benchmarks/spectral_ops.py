@@ -110,10 +110,10 @@ def ref_fourier_unit(fu, x):
     dims = tuple(2 + a for a in fu.fft_axes)
     sizes = tuple(x.shape[a] for a in dims)
     spec = torch.fft.rfftn(x, dim=dims, norm="ortho")
-    # the unit's point-wise 1x1 conv / BN / ReLU act on channel-last (c, [re, im]) features
-    z = torch.stack((spec.real, spec.imag), dim=-1).movedim(1, -2)  # (B, *spec, C, 2)
-    z = fu.spectral_mix(z.reshape(list(z.shape[:-2]) + [2 * c])).reshape(z.shape).movedim(-2, 1)
-    return torch.fft.irfftn(torch.complex(z[..., 0], z[..., 1]), s=sizes, dim=dims, norm="ortho")
+    # the unit's point-wise 1x1 conv / BN / ReLU act on the interleaved (c, [re, im]) features
+    z = torch.stack((spec.real, spec.imag), dim=2)  # (B, C, 2, *spec)
+    z = fu.spectral_mix(z.reshape(b, 2 * c, -1)).reshape(z.shape)
+    return torch.fft.irfftn(torch.complex(z[:, :, 0], z[:, :, 1]), s=sizes, dim=dims, norm="ortho")
 
 
 def reference(layer: str):

@@ -18,7 +18,10 @@ Two families live here:
   voxel; here every axis of length ``n = n1 * n2`` is factorised once (the "four-step" /
   Cooley-Tukey split): a DFT of size ``n1``, then a DFT of size ``n2`` whose matrices carry the
   twiddle factors (one matrix per first-stage frequency, applied as a batched matmul), costing
-  ``O(n1 + n2)`` per voxel (for 224 = 16 x 14: 30 instead of 224).
+  ``O(n1 + n2)`` per voxel (for 224 = 16 x 14: 30 instead of 224). Real and imaginary parts are
+  stacked rows of one real tensor and every stage is one GEMM (:func:`stacked_matrix`,
+  :func:`rfftn_stacked`); between axes only single-axis transposes (``docs/ARCHITECTURE.md``,
+  decision 17).
 
 Spectral layout of the full-spectrum transform
 ----------------------------------------------
@@ -57,8 +60,9 @@ __all__ = [
     "truncated_irdft",
     "rfftn_real",
     "irfftn_real",
-    "rfftn_leading",
-    "irfftn_leading",
+    "rfftn_stacked",
+    "irfftn_stacked",
+    "stacked_matrix",
     "spectrum_order",
     "onesided_order",
     "DEFAULT_EXPORT_RADIX",
@@ -198,47 +202,30 @@ def truncated_frequencies(half: int, one_sided: bool, device=None) -> torch.Tens
 # applying a matrix along one axis without transposes
 
 
-def apply_basis(re, im, cos, sin, axis: int, sign: int, real_out: bool = False, batched: bool = False):
+def apply_basis(re, im, cos, sin, axis: int, sign: int, real_out: bool = False):
     """``(re + i im)`` contracted along ``axis`` with the kernel ``cos + sign * i sin``.
 
-    ``cos``/``sin`` are (n, m), or with ``batched`` (nb, n, m): one matrix per index of the axis
-    before ``axis`` (``nb = re.shape[axis - 1]``). ``im=None`` means a real input; ``real_out``
-    computes only the real part. Inputs are reshaped once into zero-copy ``(prefix, n, rest)``
-    views (the last axis is a plain right product), so no data is transposed except for a batched
-    last axis.
+    ``cos``/``sin`` are (n, m); ``im=None`` means a real input; ``real_out`` computes only the real
+    part. One GEMM with the stacked real kernel (:func:`stacked_matrix`): the real and imaginary
+    inputs are concatenated along ``axis`` (a copy of the smaller side in the truncated transforms)
+    and the result is split there. The last axis is a plain right product; any other axis a left
+    product on a zero-copy ``(prefix, rows, rest)`` view, so no data is transposed.
     """
     axis = axis % re.dim()
-    shape = list(re.shape)
-    n = shape[axis]
-    out_shape = shape[:axis] + [cos.shape[-1]] + shape[axis + 1:]
-    last = axis == re.dim() - 1
-    if batched and last:  # (nb, P, n) @ (nb, n, m)
-        nb = shape[axis - 1]
-        view = lambda t: t.reshape(-1, nb, n).transpose(0, 1)
-        mm = torch.bmm
-        unview = lambda t: t.transpose(0, 1).reshape(out_shape)
-    elif last:
-        view = lambda t: t
-        mm = torch.matmul
-        unview = lambda t: t
+    parts_in, parts_out = (1 if im is None else 2), (1 if real_out else 2)
+    x = re if im is None else torch.cat([re, im], axis)
+    last = axis == x.dim() - 1
+    w = stacked_matrix(cos, sin, sign, parts_in, parts_out, right=last)
+    if last:  # w: (parts_in * n, parts_out * m)
+        y = torch.matmul(x, w)
     else:
-        rest = math.prod(shape[axis + 1:])
-        view = (lambda t: t.reshape(-1, shape[axis - 1], n, rest)) if batched else (lambda t: t.reshape(-1, n, rest))
-        mm = lambda t, mat: torch.matmul(mat.mT, t)
-        unview = lambda t: t.reshape(out_shape)
-    a = view(re)
-    if im is None:
-        out_re = mm(a, cos)
-        if real_out:
-            return unview(out_re)
-        # negate the small matrix, not the large result
-        return unview(out_re), unview(mm(a, sin if sign > 0 else -sin))
-    b = view(im)
-    out_re = mm(a, cos) - mm(b, sin) if sign > 0 else mm(a, cos) + mm(b, sin)
+        shape = list(x.shape)
+        y = torch.matmul(w, x.reshape(shape[:axis] + [shape[axis], -1]) if axis else x.reshape(shape[0], -1))
+        y = y.reshape(shape[:axis] + [w.shape[0]] + shape[axis + 1:])  # w: (parts_out * m, parts_in * n)
     if real_out:
-        return unview(out_re)
-    out_im = mm(b, cos) + mm(a, sin) if sign > 0 else mm(b, cos) - mm(a, sin)
-    return unview(out_re), unview(out_im)
+        return y
+    m = cos.shape[-1]
+    return y.narrow(axis, 0, m), y.narrow(axis, m, m)
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,84 +318,112 @@ def _split_for(n, radix: int | None) -> int:
     return radix
 
 
-def _split_shape(shape: list, axis: int, n1: int, n2) -> list:
-    return shape[:axis] + [n1, n2] + shape[axis + 1:]
+def stacked_matrix(cos: torch.Tensor, sin: torch.Tensor, sign: int, parts_in: int, parts_out: int,
+                   in_part_inner: bool = False, out_part_inner: bool = False, right: bool = False) -> torch.Tensor:
+    """The complex kernel ``cos + sign * i sin`` as one real matrix acting on stacked [Re; Im] rows.
 
+    A complex product ``(a + i b) (c + i s)`` is the real product of ``[[c, -s], [s, c]]`` with
+    ``[a; b]``: one GEMM instead of four products and an add and a subtract.
 
-def _forward_axis(re, im, axis: int, n, n1: int, scale, onesided: bool) -> Pair:
-    """Four-step forward DFT along ``axis`` (real input when ``im is None``).
+    Parameters
+    ----------
+    cos, sin : (..., n_in, n_out) float tensors (the basis convention of :func:`apply_basis`)
+    sign : +1 or -1
+    parts_in, parts_out : 1 (real: Re only) or 2 (complex)
+    in_part_inner, out_part_inner : order of the stacked index: ``(index, part)`` when True,
+        ``(part, index)`` when False
+    right : return the matrix for a right product ``X @ W`` (built in that orientation: a
+        transposed constant in front of a MatMul becomes onnxruntime's slower FusedMatMul)
 
-    Two-sided: output length n, digit-reversed (position ``k1 * n2 + k2`` holds ``k1 + n1 * k2``).
-    One-sided: output length ``n//2 + 1``: the ``(k1, k2 < K2)`` block flattened, then
-    ``(k1 <= r, K2)``, where ``n//2 = n1 * K2 + r``; see :func:`onesided_order`.
+    Returns
+    -------
+    ``W`` for ``W @ X``: (..., parts_out * n_out, parts_in * n_in); with ``right``, for ``X @ W``:
+    (..., parts_in * n_in, parts_out * n_out).
     """
+    s = sin * sign  # (..., n_in, n_out)
+    blocks = [[cos, -s], [s, cos]]
+    w = torch.stack([torch.stack(blocks[po][:parts_in], dim=-3) for po in range(parts_out)], dim=-4)
+    nd = w.dim()  # w: (..., part_out, part_in, n_in, n_out)
+    po, pi, ni, no = nd - 4, nd - 3, nd - 2, nd - 1
+    rows = [no, po] if out_part_inner else [po, no]
+    cols = [ni, pi] if in_part_inner else [pi, ni]
+    first, second = (cols, rows) if right else (rows, cols)
+    w = w.permute(list(range(nd - 4)) + first + second)
+    return w.reshape(list(w.shape[:-4]) + [w.shape[-4] * w.shape[-3], w.shape[-2] * w.shape[-1]])
+
+
+def _move_axis(t: torch.Tensor, src: int, dst: int) -> torch.Tensor:
+    """``t.movedim(src, dst)``: one transpose that moves a single axis, a pattern onnxruntime and
+    TensorRT copy at memory speed (a permutation that splits the innermost axis is many times slower)."""
+    return t if src == dst else t.movedim(src, dst)
+
+
+def _forward_stage(t: torch.Tensor, n, n1: int, scale, onesided: bool) -> torch.Tensor:
+    """Four-step DFT of the axis after the part axis: (G, P, n, *rest) -> (G, m, 2, *rest).
+
+    ``P`` is 1 (real input) or 2 ([Re; Im]). Time index ``t1 * n2 + a`` (``t1`` outer); spectral
+    position ``k1 * count + k2`` holds frequency ``k1 + n1 * k2`` (digit-reversed). Stage 1 is a
+    dense size-``n1`` DFT over the rows ``(part, t1)`` (one GEMM); stage 2 carries the twiddles, one
+    matrix per ``k1`` (one batched GEMM). The one-sided axis keeps the ``m = n//2 + 1`` bins of
+    ``rfft``: the ``(k1, k2 < K2)`` block, then ``(k1 <= r, K2)`` (:func:`onesided_order`).
+    """
+    g, parts, rest = t.shape[0], t.shape[1], list(t.shape[3:])
     n2 = n // n1
-    shape = list(re.shape)
-    split = _split_shape(shape, axis, n1, n2)
-    re = re.reshape(split)
-    im = None if im is None else im.reshape(split)
+    x = t.reshape(g, parts * n1, -1)
     if n1 > 1:
-        cos1, sin1 = _dft_square(n1, re.dtype, re.device)
-        re, im = apply_basis(re, im, cos1, sin1, axis, sign=-1)  # outer time index -> k1
+        cos1, sin1 = _dft_square(n1, t.dtype, t.device)
+        x = torch.matmul(stacked_matrix(cos1, sin1, -1, parts, 2, out_part_inner=True), x)  # rows (k1, part)
+        parts = 2
     count = (n // 2) // n1 + 1 if onesided else n2
-    cos2, sin2 = _stage_bases(n1, n, count, re.dtype, re.device)
-    re, im = apply_basis(re, im, cos2 * scale, sin2 * scale, axis + 1, sign=-1, batched=True)  # (twiddle) a -> k2
-    if not onesided:
-        return re.reshape(shape), im.reshape(shape)
+    cos2, sin2 = _stage_bases(n1, n, count, t.dtype, t.device)  # (n1, n2, count)
+    w2 = stacked_matrix(cos2 * scale, sin2 * scale, -1, parts, 2, out_part_inner=True)  # rows (k2, part)
+    x = x.reshape(g, n1, parts * n2, -1)
+    if not onesided or n1 == 1:
+        return torch.matmul(w2, x).reshape([g, n1 * count, 2] + rest)
+    # one-sided: the (k1, k2 < K2) block and the (k1 <= r, K2) tail as two products (no slice of a
+    # large result)
     k2_full, r = (n // 2) // n1, (n // 2) % n1
-    merged = list(shape)
-    merged[axis] = n1 * k2_full
-
-    def pick(t):
-        head = t.narrow(axis + 1, 0, k2_full).reshape(merged)
-        tail = t.select(axis + 1, k2_full).narrow(axis, 0, r + 1)
-        return torch.cat([head, tail], axis)
-
-    return pick(re), pick(im)
+    head = torch.matmul(w2.narrow(1, 0, 2 * k2_full), x).reshape([g, n1 * k2_full, 2] + rest)
+    tail = torch.matmul(w2.narrow(0, 0, r + 1).narrow(1, 2 * k2_full, 2), x.narrow(1, 0, r + 1))
+    return torch.cat([head, tail.reshape([g, r + 1, 2] + rest)], 1)
 
 
-def _inverse_axis(re, im, axis: int, n, n1: int, scale) -> Pair:
-    """Inverse of a two-sided :func:`_forward_axis`: digit-reversed in, natural order out."""
+def _inverse_stage(t: torch.Tensor, n, n1: int, scale, onesided: bool) -> torch.Tensor:
+    """Inverse of :func:`_forward_stage`: (G, m, 2, *rest) -> (G, P, n, *rest), natural order.
+
+    ``P`` is 1 for the one-sided axis (``irfft`` semantics: real output, Hermitian weights, the
+    imaginary parts of the zero and Nyquist bins ignored), else 2.
+    """
+    g, rest = t.shape[0], list(t.shape[3:])
     n2 = n // n1
-    shape = list(re.shape)
-    split = _split_shape(shape, axis, n1, n2)
-    re, im = re.reshape(split), im.reshape(split)
-    cos2, sin2 = _stage_bases(n1, n, n2, re.dtype, re.device)
-    re, im = apply_basis(re, im, cos2.mT * scale, sin2.mT * scale, axis + 1, sign=+1, batched=True)  # k2 -> a
-    if n1 > 1:
-        cos1, sin1 = _dft_square(n1, re.dtype, re.device)
-        re, im = apply_basis(re, im, cos1, sin1, axis, sign=+1)  # k1 -> outer time index
-    return re.reshape(shape), im.reshape(shape)
-
-
-def _inverse_onesided_axis(re, im, axis: int, n, n1: int, scale) -> torch.Tensor:
-    """Inverse of the one-sided :func:`_forward_axis` with ``irfft`` semantics (real output)."""
-    k2_full, r = (n // 2) // n1, (n // 2) % n1
-    shape = list(re.shape)
-    head_shape = _split_shape(shape, axis, n1, k2_full)
-    pad = [0, 0] * (re.dim() - axis - 1) + [0, n1 - r - 1]
-
-    def unpick(t):
-        head = t.narrow(axis, 0, n1 * k2_full).reshape(head_shape)
-        tail = torch.nn.functional.pad(t.narrow(axis, n1 * k2_full, r + 1), pad).unsqueeze(axis + 1)
-        return torch.cat([head, tail], axis + 1)  # (..., n1, K2 + 1, ...), zeros where k > n//2
-
-    re, im = unpick(re), unpick(im)
-    # Hermitian weights of natural frequency k = k1 + n1 * b: 1 for k = 0 and k = n/2, else 2.
-    k1 = torch.arange(n1, device=re.device, dtype=torch.int64)[:, None]
-    b = torch.arange(k2_full + 1, device=re.device, dtype=torch.int64)[None, :]
-    k = k1 + n1 * b
-    weight = torch.where((k == 0) | (2 * k == n), 1.0, 2.0).to(re.dtype)[:, :, None] * scale
-    cos2, sin2 = _stage_bases(n1, n, k2_full + 1, re.dtype, re.device)
-    cos2, sin2 = cos2.mT * weight, sin2.mT * weight  # (n1, K2 + 1, n2)
-    if n1 == 1:
-        out = apply_basis(re, im, cos2, sin2, axis + 1, sign=+1, real_out=True, batched=True)
+    parts_out = 1 if onesided else 2
+    if onesided and n1 > 1:  # zero-pad to the (n1, K2 + 1) block: bins above n//2
+        k2_full, r = (n // 2) // n1, (n // 2) % n1
+        head = t.narrow(1, 0, n1 * k2_full).reshape([g, n1, k2_full, 2] + rest)
+        tail = t.narrow(1, n1 * k2_full, r + 1)
+        pad = [0, 0] * (t.dim() - 2) + [0, n1 - r - 1]
+        tail = torch.nn.functional.pad(tail, pad).unsqueeze(2)
+        t = torch.cat([head, tail], 2)
+        count = k2_full + 1
     else:
-        re, im = apply_basis(re, im, cos2, sin2, axis + 1, sign=+1, batched=True)
-        cos1, sin1 = _dft_square(n1, re.dtype, re.device)
-        out = apply_basis(re, im, cos1, sin1, axis, sign=+1, real_out=True)
-    shape[axis] = n
-    return out.reshape(shape)
+        count = (n // 2) // n1 + 1 if onesided else n2
+    cos2, sin2 = _stage_bases(n1, n, count, t.dtype, t.device)  # (n1, n2, count)
+    cos2, sin2 = cos2.mT, sin2.mT  # (n1, count, n2): k2 -> a
+    if onesided:
+        # Hermitian weights of natural frequency k = k1 + n1 * b: 1 for k = 0 and k = n/2, else 2.
+        k1 = torch.arange(n1, device=t.device, dtype=torch.int64)[:, None]
+        b = torch.arange(count, device=t.device, dtype=torch.int64)[None, :]
+        k = k1 + n1 * b
+        weight = torch.where((k == 0) | (2 * k == n), 1.0, 2.0).to(t.dtype)[:, :, None]
+        cos2, sin2 = cos2 * weight, sin2 * weight
+    stage2_parts = parts_out if n1 == 1 else 2
+    w2 = stacked_matrix(cos2 * scale, sin2 * scale, +1, 2, stage2_parts, in_part_inner=True)  # cols (k2, part)
+    x = torch.matmul(w2, t.reshape(g, n1, count * 2, -1))  # rows (part, a)
+    if n1 > 1:
+        cos1, sin1 = _dft_square(n1, t.dtype, t.device)
+        w1 = stacked_matrix(cos1, sin1, +1, 2, parts_out, in_part_inner=True)  # cols (k1, part), rows (part, t1)
+        x = torch.matmul(w1, x.reshape(g, n1 * 2, -1))
+    return x.reshape([g, parts_out, n] + rest)
 
 
 def _inv_size(n, power: float, like: torch.Tensor):
@@ -428,69 +443,74 @@ def _norm_scale(n, norm: str, inverse: bool, like: torch.Tensor):
     raise ValueError(f"expected norm in ('ortho', 'backward', 'forward'), got {norm!r}")
 
 
-def rfftn_leading(x: torch.Tensor, axes: tuple[int, ...], norm: str = "ortho",
-                  radix: int | None = DEFAULT_EXPORT_RADIX) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """:func:`rfftn_real` in its fast layout: each axis is moved to the front before it is transformed.
+def rfftn_stacked(x: torch.Tensor, axes: tuple[int, ...], lead: int = 0, norm: str = "ortho",
+                  radix: int | None = DEFAULT_EXPORT_RADIX) -> tuple[torch.Tensor, list[int]]:
+    """:func:`rfftn_real` in its fast layout: one real tensor, [Re; Im] stacked on a part axis.
 
-    A transform along the memory-last axis would be a batch of tiny matrix products; along the
-    leading axis it is one large product. So every axis is brought to the front (one copy) and
-    left there: the one-sided axis first, then the others in order.
+    The axis being transformed sits right after the part axis; each stage is one GEMM on the
+    contiguous rows ``(part, index)`` (:func:`stacked_matrix`), and a transformed axis then moves
+    to the end, so the next one comes up: one single-axis transpose per axis. Point-wise work in the
+    spectral domain (the Fourier Unit's 1x1 convolution, batch norm, ReLU) does not depend on the
+    order of positions, so the layout is never unscrambled.
+
+    Parameters
+    ----------
+    x : (*L, ...) float tensor; its first ``lead`` axes are carried along untouched, at the front
+    axes : transformed axes (all ``>= lead``); the last one is one-sided
+    lead : number of leading axes kept in front (the Fourier Unit: 2, batch and channels)
+    norm, radix : as in :func:`rfftn_real`
 
     Returns
     -------
-    re, im : float tensors whose axes are permuted: ``labels[i]`` is the input axis at position i
-        (transformed axes first, the last of ``axes`` innermost of them, untouched axes after, in
-        input order). Two-sided axes are digit-reversed as in :func:`rfftn_real`.
-    labels : list of int
+    z : (*L, 2, *positions) float tensor, ``z[..., 0, ...]`` the real part; positions are x's
+        other axes, untransformed ones first, transformed ones digit-reversed
+        (:func:`spectrum_order`, :func:`onesided_order`), in the order they were transformed
+    labels : list of int, the axis of ``x`` at each position
     """
+    ndim = x.dim()
     axes = tuple(_spatial_axis(x, a) for a in axes)
-    labels = list(range(x.dim()))
-    re, im = x, None
-    for j in [len(axes) - 1] + list(range(len(axes) - 1)):
-        ax = axes[j]
-        pos = labels.index(ax)
-        re = re.movedim(pos, 0)
-        im = None if im is None else im.movedim(pos, 0)
-        labels.insert(0, labels.pop(pos))
+    if any(a < lead for a in axes):
+        raise ValueError(f"expected transformed axes >= lead={lead}, got {axes}")
+    lead_shape = list(x.shape[:lead])
+    labels = list(range(lead, ndim))
+    t = x.reshape([-1, 1] + list(x.shape[lead:]))  # (G, part, ...)
+    for j, ax in enumerate([axes[-1]] + list(axes[:-1])):  # one-sided axis first: real input
+        t = _move_axis(t, 2 + labels.index(ax), 2)
+        labels.insert(0, labels.pop(labels.index(ax)))
         n = x.shape[ax]
-        re, im = _forward_axis(re, im, 0, n, _split_for(n, radix), _norm_scale(n, norm, False, x),
-                               onesided=j == len(axes) - 1)
-    return re, im, labels
-
-
-def irfftn_leading(re: torch.Tensor, im: torch.Tensor, labels: list[int], axes: tuple[int, ...], sizes: tuple,
-                   norm: str = "ortho", radix: int | None = DEFAULT_EXPORT_RADIX) -> torch.Tensor:
-    """Inverse of :func:`rfftn_leading`; returns the real tensor in the ORIGINAL axis order.
-
-    ``axes`` are given as for :func:`rfftn_leading` (positions in the original tensor).
-    """
-    ndim = re.dim()
-    axes = tuple(a % ndim for a in axes)
-    labels = list(labels)
-    size_of = dict(zip(axes, sizes))
-    # the front axis is always the next to invert; inverted axes rotate to the back
-    for j in list(range(len(axes) - 2, -1, -1)) + [len(axes) - 1]:
-        ax = axes[j]
-        if labels[0] != ax:
-            raise ValueError(f"expected the spectral layout of rfftn_leading, got axis labels {labels}")
-        n = size_of[ax]
-        if j == len(axes) - 1:
-            out = _inverse_onesided_axis(re, im, 0, n, _split_for(n, radix), _norm_scale(n, norm, True, re))
-            labels.append(labels.pop(0))
-            out = out.movedim(0, -1)
-            return out.permute([labels.index(i) for i in range(ndim)])
-        re, im = _inverse_axis(re, im, 0, n, _split_for(n, radix), _norm_scale(n, norm, True, re))
-        re, im = re.movedim(0, -1), im.movedim(0, -1)
+        t = _forward_stage(t, n, _split_for(n, radix), _norm_scale(n, norm, False, x), onesided=j == 0)
+        t = _move_axis(t, 1, -1)  # (G, 2, *rest, m)
         labels.append(labels.pop(0))
-    raise AssertionError("unreachable")
+    return t.reshape(lead_shape + list(t.shape[1:])), labels
 
 
-def _to_input_order(t: torch.Tensor, labels: list[int]) -> torch.Tensor:
-    return t.permute([labels.index(i) for i in range(t.dim())])
+def irfftn_stacked(z: torch.Tensor, labels: list[int], axes: tuple[int, ...], sizes: tuple,
+                   norm: str = "ortho", radix: int | None = DEFAULT_EXPORT_RADIX) -> torch.Tensor:
+    """Inverse of :func:`rfftn_stacked`; returns the real tensor in the ORIGINAL axis order.
 
-
-def _to_labels_order(t: torch.Tensor, labels: list[int]) -> torch.Tensor:
-    return t.permute(labels)
+    ``axes`` as given to :func:`rfftn_stacked` (axes of the real tensor), ``sizes`` their output
+    lengths (int or SymInt), ``labels`` as it returned.
+    """
+    lead = z.dim() - 1 - len(labels)
+    ndim = lead + len(labels)
+    axes = tuple(a % ndim for a in axes)
+    order = [axes[-1]] + list(axes[:-1])
+    labels = list(labels)
+    if lead < 0 or z.shape[lead] != 2 or labels[-len(order):] != order or sorted(labels) != list(range(lead, ndim)):
+        raise ValueError(f"expected the stacked layout of rfftn_stacked, got shape {tuple(z.shape)}, labels {labels}")
+    size_of = dict(zip(axes, sizes))
+    lead_shape = list(z.shape[:lead])
+    t = z.reshape([-1, 2] + list(z.shape[lead + 1:]))
+    for ax in reversed(order):  # always the innermost axis
+        t = _move_axis(t, -1, 1)  # (G, m, 2, *rest)
+        labels.insert(0, labels.pop())
+        n = size_of[ax]
+        t = _inverse_stage(t, n, _split_for(n, radix), _norm_scale(n, norm, True, z), onesided=ax == order[0])
+    t = t.reshape([t.shape[0]] + list(t.shape[2:]))  # the part axis is 1 now
+    perm = [0] + [1 + labels.index(a) for a in range(lead, ndim)]  # back to input order (the Fourier
+    if perm != list(range(len(perm))):                               # Unit: one single-axis move)
+        t = t.permute(perm)
+    return t.reshape(lead_shape + list(t.shape[1:]))
 
 
 def rfftn_real(x: torch.Tensor, axes: tuple[int, ...], norm: str = "ortho",
@@ -511,10 +531,11 @@ def rfftn_real(x: torch.Tensor, axes: tuple[int, ...], norm: str = "ortho",
     -------
     (re, im) : float tensors in the input's axis order. Two-sided axes keep length ``n`` in
         digit-reversed order (:func:`spectrum_order`); values equal ``torch.fft.rfftn`` up to that
-        permutation. (Layers that can work in a permuted layout use :func:`rfftn_leading`.)
+        permutation. (Layers that can work in a permuted layout use :func:`rfftn_stacked`.)
     """
-    re, im, labels = rfftn_leading(x, axes, norm, radix)
-    return _to_input_order(re, labels).contiguous(), _to_input_order(im, labels).contiguous()
+    z, labels = rfftn_stacked(x, axes, 0, norm, radix)
+    order = [labels.index(a) for a in range(x.dim())]
+    return z[0].permute(order).contiguous(), z[1].permute(order).contiguous()
 
 
 def irfftn_real(re: torch.Tensor, im: torch.Tensor, axes: tuple[int, ...], sizes: tuple,
@@ -533,10 +554,10 @@ def irfftn_real(re: torch.Tensor, im: torch.Tensor, axes: tuple[int, ...], sizes
     (and, for even n, Nyquist) frequency of the one-sided axis are ignored.
     """
     axes = tuple(_spatial_axis(re, a) for a in axes)
-    labels = list(range(re.dim()))
-    for ax in [axes[-1]] + list(axes[:-1]):
-        labels.insert(0, labels.pop(labels.index(ax)))
-    return irfftn_leading(_to_labels_order(re, labels), _to_labels_order(im, labels), labels, axes, sizes, norm, radix)
+    order = [axes[-1]] + list(axes[:-1])
+    labels = [a for a in range(re.dim()) if a not in axes] + order  # rfftn_stacked's layout
+    z = torch.stack([re.permute(labels), im.permute(labels)])
+    return irfftn_stacked(z, labels, axes, sizes, norm, radix)
 
 
 def spectrum_order(n: int, radix: int | None = DEFAULT_EXPORT_RADIX) -> torch.Tensor:

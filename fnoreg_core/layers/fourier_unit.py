@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .pointwise import PointwiseConv
+from .pointwise import PointwiseConv, channel_matmul
 from .precision import float32_under_autocast
-from .dft import DEFAULT_EXPORT_RADIX, irfftn_leading, rfftn_leading
+from .dft import DEFAULT_EXPORT_RADIX, irfftn_stacked, rfftn_stacked
 
 __all__ = ["FourierUnit", "SpectralTransform", "SpectralTransformBlock"]
 
@@ -26,9 +26,9 @@ class FourierUnit(nn.Module):
     The transform is ``norm="ortho"`` over ``fft_axes`` (all spatial axes by default) and is the
     factorised real-arithmetic DFT of :mod:`fnoreg_core.layers.dft`, equal to ``torch.fft`` to
     float rounding. In the spectral domain the unit works in the transform's fast layout
-    (:func:`~fnoreg_core.layers.dft.rfftn_leading`: spectral axes first, digit-reversed, channels
-    last), so its 1x1 convolution is ``nn.Linear`` over the ``2 * channels`` interleaved
-    ``(c, [re, im])`` features (the reference's channel order) and its batch norm is
+    (:func:`~fnoreg_core.layers.dft.rfftn_stacked`: (B, channels, [re, im], positions), positions
+    digit-reversed), so its 1x1 convolution is one matrix product over the ``2 * channels``
+    interleaved ``(c, [re, im])`` features (the reference's channel order) and its batch norm is
     ``nn.BatchNorm1d`` over all spectral positions and the batch: point-wise operations whose
     results, and batch statistics, do not depend on the order of positions.
 
@@ -68,29 +68,21 @@ class FourierUnit(nn.Module):
         self.act = nn.ReLU()
 
     def spectral_mix(self, z: torch.Tensor) -> torch.Tensor:
-        """``ReLU(BN(conv(z)))`` on (..., 2 * channels) features, statistics over all leading axes."""
-        lead = z.shape[:-1]
-        z = self.act(self.bn(self.conv(z.reshape(-1, 2 * self.channels))))
-        return z.reshape(list(lead) + [2 * self.channels])
+        """``ReLU(BN(conv(z)))`` on (B, 2 * channels, positions) features, statistics over B and positions."""
+        z = channel_matmul(self.conv.weight, z, self.conv.bias)
+        return self.act(self.bn(z))
 
     @float32_under_autocast
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
+        b, c = x.shape[0], x.shape[1]
         if x.dim() != self.spatial_dims + 2 or c != self.channels:
             raise ValueError(f"expected input (B, {self.channels}, {self.spatial_dims} spatial axes), got {tuple(x.shape)}")
         axes = tuple(2 + a for a in self.fft_axes)
         sizes = tuple(x.shape[a] for a in axes)
-        re, im, labels = rfftn_leading(x, axes, norm="ortho", radix=self.export_radix)
-        cpos = labels.index(1)
-        if cpos != re.dim() - 1:  # only when some spatial axis is not transformed
-            re, im = re.movedim(cpos, -1), im.movedim(cpos, -1)
-        lead = list(re.shape[:-1])
-        z = self.spectral_mix(torch.stack((re, im), dim=-1).reshape(lead + [2 * c]))
-        z = z.reshape(lead + [c, 2])
-        re, im = z[..., 0], z[..., 1]
-        if cpos != re.dim() - 1:
-            re, im = re.movedim(-1, cpos), im.movedim(-1, cpos)
-        return irfftn_leading(re, im, labels, axes, sizes, norm="ortho", radix=self.export_radix)
+        z, labels = rfftn_stacked(x, axes, lead=2, norm="ortho", radix=self.export_radix)  # (B, C, 2, *pos)
+        positions = list(z.shape[3:])
+        z = self.spectral_mix(z.reshape(b, 2 * c, -1)).reshape([b, c, 2] + positions)
+        return irfftn_stacked(z, labels, axes, sizes, norm="ortho", radix=self.export_radix)
 
 
 class SpectralTransform(nn.Module):

@@ -1,7 +1,8 @@
 """Point-wise (1x1) convolution as one batched matrix product.
 
 On CPU, ``nn.Conv3d(kernel_size=1)`` with few channels goes through oneDNN and is about 5x slower
-than the equivalent ``baddbmm`` (measured: (1, 8, 80, 96, 112), 2 threads: 91 ms vs 17 ms).
+than the equivalent ``baddbmm`` (measured: (1, 8, 80, 96, 112), 2 threads: 91 ms vs 17 ms). In
+an ONNX export the same product becomes a kernel-1 ``Conv`` (:func:`channel_matmul`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,22 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["PointwiseConv"]
+__all__ = ["PointwiseConv", "channel_matmul"]
+
+
+def channel_matmul(weight: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``y[b, o, n] = sum_i weight[o, i] x[b, i, n] + bias[o]``: (B, I, N) -> (B, O, N).
+
+    Eager: one batched matrix product (``baddbmm``). In an ONNX export: a kernel-1 ``Conv``, which
+    onnxruntime runs as one GEMM with the bias and a following ReLU fused in (a ``MatMul`` + ``Add``
+    + ``Relu`` reads and writes the volume three times; measured at 8 x 160x192x224, 2 threads:
+    44 ms against 60 ms). Same numbers either way.
+    """
+    if torch.onnx.is_in_onnx_export():
+        return torch.nn.functional.conv1d(x, weight[:, :, None], bias)
+    if bias is None:
+        return torch.matmul(weight, x)
+    return torch.baddbmm(bias[None, :, None], weight.expand(x.shape[0], -1, -1), x)
 
 
 class PointwiseConv(nn.Module):
@@ -42,9 +58,5 @@ class PointwiseConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input (B, {self.in_channels}, ...), got shape {tuple(x.shape)}")
-        flat = x.reshape(x.shape[0], self.in_channels, -1)
-        if self.bias is None:
-            y = torch.matmul(self.weight, flat)
-        else:
-            y = torch.baddbmm(self.bias[None, :, None], self.weight.expand(x.shape[0], -1, -1), flat)
+        y = channel_matmul(self.weight, x.reshape(x.shape[0], self.in_channels, -1), self.bias)
         return y.reshape([x.shape[0], self.out_channels] + list(x.shape[2:]))

@@ -312,3 +312,31 @@ def test_truncated_backward(shape, axes, halves):
     ref_grads = torch.autograd.grad((g * ref_truncated_irdft(s_re, s_im, axes, halves, sizes)).sum(), (s_re, s_im))
     for got, want in zip(grads, ref_grads):
         assert rel_err(got, want) <= RTOL
+
+
+@pytest.mark.parametrize("sign", [-1, 1])
+@pytest.mark.parametrize("in_part_inner,out_part_inner", [(False, False), (True, False), (False, True), (True, True)])
+def test_stacked_matrix_is_the_complex_product(sign, in_part_inner, out_part_inner):
+    """W @ stacked [Re; Im] equals the complex product with cos + sign*i*sin, in every row/column order,
+    and the right-product form is its transpose."""
+    from fnoreg_core.layers.dft import stacked_matrix
+
+    g = torch.Generator().manual_seed(3)
+    n_in, n_out = 5, 3
+    cos, sin = torch.randn(n_in, n_out, generator=g, dtype=torch.float64), torch.randn(n_in, n_out, generator=g, dtype=torch.float64)
+    z = torch.complex(torch.randn(n_in, 4, generator=g, dtype=torch.float64), torch.randn(n_in, 4, generator=g, dtype=torch.float64))
+    expected = torch.complex(cos, sign * sin).mT @ z  # (n_out, 4)
+
+    def stack(re, im, part_inner):
+        return torch.stack([re, im], 1 if part_inner else 0).reshape(-1, re.shape[-1])
+
+    w = stacked_matrix(cos, sin, sign, 2, 2, in_part_inner, out_part_inner)
+    out = w @ stack(z.real, z.imag, in_part_inner)
+    out = out.reshape(n_out, 2, 4) if out_part_inner else out.reshape(2, n_out, 4).transpose(0, 1)
+    assert torch.allclose(torch.complex(out[:, 0], out[:, 1]), expected)
+    right = stacked_matrix(cos, sin, sign, 2, 2, in_part_inner, out_part_inner, right=True)
+    assert torch.equal(right, w.mT)
+    real_in = stacked_matrix(cos, sin, sign, 1, 2, out_part_inner=out_part_inner)  # real input: Re only
+    out = (real_in @ z.real)
+    out = out.reshape(n_out, 2, 4) if out_part_inner else out.reshape(2, n_out, 4).transpose(0, 1)
+    assert torch.allclose(torch.complex(out[:, 0], out[:, 1]), torch.complex(cos, sign * sin).mT @ z.real.to(z.dtype))

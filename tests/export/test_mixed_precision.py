@@ -35,7 +35,7 @@ def test_spectral_nodes_compute_in_fp32_inside_an_fp16_graph(fno2d, tmp_path):
     kept = fp32_matcher(DEFAULT_KEEP_FP32)
     pointwise = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv", "Einsum")
                  and node_classes(n) and not kept(n)]
-    lifting = [n for n in model.graph.node if n.op_type == "MatMul" and kept(n) and "SpectralConv" not in node_classes(n)]
+    lifting = [n for n in model.graph.node if n.op_type in ("MatMul", "Conv") and kept(n) and "SpectralConv" not in node_classes(n)]
     assert lifting and all(types[i] == TensorProto.FLOAT for n in lifting for i in n.input), "lifting not fp32"
     assert spectral and pointwise
     assert all(types[i] == TensorProto.FLOAT for n in spectral for i in n.input), "spectral matmuls not fp32"
