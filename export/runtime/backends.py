@@ -165,9 +165,18 @@ def ort_session_options(threads: int | None = None):
     """The onnxruntime ``SessionOptions`` every FNOReg tool uses (runtime, fnoreg-eval, benchmarks).
 
     Sequential execution, all graph optimisations, ``threads`` intra-op threads (None or 0:
-    onnxruntime's default, all physical cores). The CPU memory arena and memory-pattern
-    pre-allocation are off: volumes are few and large, and with them on a 3-D model at 160x192x224
-    peaks at twice the memory (measured: 8.8 GB -> 4.3 GB, no slower; ``benchmarks/latency.py``).
+    onnxruntime's default, all physical cores). Memory, for volumes that are few and large:
+
+    * the CPU memory arena is ON: without it every intermediate volume is a fresh ``mmap`` whose
+      pages the kernel zeroes on first touch, and at 160x192x224 that page-fault time is larger than
+      the compute (bundled FNOReg-3D, 2 threads: 8.1 s without, 3.0 s with);
+    * the allocation planner's buffer REUSE is OFF: with symbolic shapes it pins every buffer it
+      means to hand to a later node of the same shape, so memory only grows through the encoder
+      (4.1 GB peak RSS with reuse, 1.1 GB without, same speed);
+    * memory patterns are off (with them the earlier graph peaked at 8.8 GB, ``benchmarks/latency.py``).
+
+    Measured with ``python benchmarks/ort_profile.py --session-variant ...``
+    (``benchmarks/results/ort_session_options_160x192x224.md``).
     """
     import onnxruntime as ort
 
@@ -176,7 +185,8 @@ def ort_session_options(threads: int | None = None):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.enable_cpu_mem_arena = False
+    opts.enable_cpu_mem_arena = True
+    opts.enable_mem_reuse = False
     opts.enable_mem_pattern = False
     opts.log_severity_level = 3
     return opts
