@@ -133,6 +133,15 @@ def _git(*args: str) -> str:
         return ""
 
 
+def git_commit(tree: str | Path) -> str:
+    """Short commit of another checkout or worktree (``unknown`` when it is not one)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def source_fingerprint() -> str:
     """Short hash of the library sources, to notice edits made while a benchmark runs."""
     h = hashlib.sha256()

@@ -9,11 +9,14 @@ same checkpoint), at one spatial size, in ONE run so that ratios are comparable 
   tensor (shape from the model card: ``(1, hidden // 2, *size)`` per unit), ``workers=threads``;
 * an onnxruntime profile (``enable_profiling``) of one run at the highest thread count, aggregated
   per op type and per layer (the ``pkg.torch.onnx.name_scopes`` of each node in the exported
-  graph; nodes onnxruntime fused are attributed through the name of the node they came from).
+  graph; nodes onnxruntime fused are attributed through the name of the node they came from);
+* with ``--preset``, a random-weight FNOReg preset exported in the same run (Tucker weights folded
+  to dense, as ``fnoreg-export`` does), e.g. the paper's 3-D configuration;
+* the issue-16 targets for the first graph (the bundled model by default), from the rows above.
 
 Usage::
 
-    python benchmarks/ort_profile.py                                    # bundled model, 160x192x224
+    python benchmarks/ort_profile.py --size 160x192x224,80x96x112 --threads 1,2 --preset 3d
     python benchmarks/ort_profile.py --onnx old=a.onnx --onnx new=b.onnx --size 80x96x112
 """
 
@@ -61,6 +64,8 @@ def run_ort(case: dict, out: C.ResultWriter) -> None:
     from fnoreg_export.runtime import ort_session_options
 
     opts = ort_session_options(case["threads"])
+    for name, value in case.get("session_overrides", {}).items():  # --session-variant
+        setattr(opts, name, value)
     if case.get("profile"):
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(case["workdir"]) / f"prof_{case['label']}")
@@ -103,7 +108,28 @@ def run_floor(case: dict, out: C.ResultWriter) -> None:
     out["time"] = C.measure(once, **case["timing"])
 
 
-KINDS = {"ort": run_ort, "floor": run_floor}
+def run_export(case: dict, out: C.ResultWriter) -> None:
+    """Export a random-weight FNOReg preset (seed 0, Tucker folded) to ``case['onnx']`` with its card."""
+    import torch
+
+    from fnoreg_core.models import create_model
+    from fnoreg_export.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    model = create_model("fnoreg", preset=case["preset"]).eval()
+    for module in model.modules():
+        if hasattr(module, "fold_factorization"):
+            module.fold_factorization()
+    out["params"] = sum(p.numel() for p in create_model("fnoreg", preset=case["preset"]).parameters())
+    multiple = model.size_multiple()  # smallest exportable example: every axis >= its modes, a multiple of 16
+    example = tuple(max(m, 2 * multiple) + (-max(m, 2 * multiple)) % multiple for m in model.min_spatial_size())
+    t0 = time.perf_counter()
+    export_onnx(model, case["onnx"], example)
+    out["export_s"] = time.perf_counter() - t0
+    Path(case["onnx"] + ".json").write_text(json.dumps({"config": dict(model.config.__dict__)}, default=list))
+
+
+KINDS = {"ort": run_ort, "floor": run_floor, "export": run_export}
 
 
 def run_case(case: dict, out_path: str) -> None:
@@ -187,13 +213,31 @@ def aggregate(profile_path: str, onnx_path: str) -> dict:
 # parent
 
 
+#: alternatives to fnoreg_export.runtime.ort_session_options, to show what each of its choices buys
+SESSION_VARIANTS = {
+    "arena-off": {"enable_cpu_mem_arena": False},
+    "reuse-on": {"enable_mem_reuse": True},
+    "arena-off+reuse-on": {"enable_cpu_mem_arena": False, "enable_mem_reuse": True},  # the options before issue 16
+}
+
+#: issue 16, for the first graph: (size, threads, seconds at most, peak RSS MB at most or None)
+TARGETS = [((160, 192, 224), 2, 3.0, 2048), ((80, 96, 112), 2, 0.35, None)]
+#: issue 16: network time / FFT floor at 160x192x224, 2 threads, at most
+FLOOR_RATIO_TARGET = 3.0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--onnx", action="append", default=None,
                    help="LABEL=PATH of a graph to measure (repeatable; default: the bundled model)")
-    p.add_argument("--size", default="160x192x224", help="spatial size (default 160x192x224)")
+    p.add_argument("--preset", action="append", default=[],
+                   help="also export and measure this random-weight FNOReg preset (repeatable; e.g. 3d, the paper's)")
+    p.add_argument("--size", default="160x192x224",
+                   help="spatial size(s), comma-separated (default 160x192x224); the profile is taken at the first")
     p.add_argument("--threads", default="1,2", help="thread counts to time (default 1,2)")
     p.add_argument("--no-profile", action="store_true", help="skip the onnxruntime profile")
+    p.add_argument("--session-variant", action="append", default=[], choices=sorted(SESSION_VARIANTS),
+                   help="also run the first graph with this change to the runtime's session options (repeatable)")
     C.add_timing_args(p, budget_s=60)
     C.add_case_runner_args(p, NAME, "case", 1800)
     args = p.parse_args()
@@ -201,7 +245,7 @@ def main() -> None:
         run_case(json.loads(args._case), args._out)
         return
 
-    size = tuple(int(n) for n in args.size.split("x"))
+    sizes = [tuple(int(n) for n in spec.split("x")) for spec in args.size.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
     graphs = []
     for spec in args.onnx or [f"bundled={BUNDLED}"]:
@@ -210,23 +254,24 @@ def main() -> None:
     timing = C.timing_from_args(args, False, budget_s=60)
     card = json.loads(Path(graphs[0][1] + ".json").read_text()) if Path(graphs[0][1] + ".json").exists() \
         else json.loads((BUNDLED.parent / "model.onnx.json").read_text())
-    shapes, _ = fourier_unit_shapes(card, size)
     load0 = os.getloadavg()
-    head = C.header(f"onnxruntime CPU profile of the exported FNOReg graph at {sz(size)}", max(threads), [
-        f"- graphs: {', '.join(f'{l} = {os.path.relpath(q, C.ROOT)}' for l, q in graphs)}",
-        f"- timing: median of up to {timing['repeats']} runs after {timing['warmup']} warm-up; every (graph, threads) "
-        "in its own process (peak RSS = its VmHWM), onnxruntime session options of the runtime "
-        "(fnoreg_export.runtime.ort_session_options: arena off, all graph optimisations)",
-        f"- FFT floor: scipy.fft rfftn + irfftn (norm ortho) of the {len(shapes)} Fourier Units' inputs "
-        f"{shapes[0] if shapes else ''}, workers = threads, same run",
+    head = C.header(f"onnxruntime CPU profile of the exported FNOReg graph at {', '.join(sz(s) for s in sizes)}", max(threads), [
+        f"- graphs: {', '.join(f'{l} = {os.path.relpath(q, C.ROOT)}' for l, q in graphs)}"
+        + "".join(f", {pr} = preset '{pr}' with random weights (seed 0), exported in this run" for pr in args.preset),
+        f"- timing: median of up to {timing['repeats']} runs after {timing['warmup']} warm-up; every (graph, size, "
+        "threads) in its own process (peak RSS = its VmHWM), onnxruntime session options of the runtime "
+        "(fnoreg_export.runtime.ort_session_options: CPU arena on, planner buffer reuse off, all graph optimisations; "
+        "rows '[variant]' change one of them, see SESSION_VARIANTS)",
+        f"- FFT floor: scipy.fft rfftn + irfftn (norm ortho) of the first graph's {len(fourier_unit_shapes(card, sizes[0])[0])} "
+        "Fourier Units' inputs (1, hidden/2, *size), workers = threads, same run",
         f"- load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}",
         f"- command: python benchmarks/ort_profile.py {' '.join(sys.argv[1:])}"])
     print("\n".join(head), flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="fnoreg_ort_profile_"))
     counter = [0]
 
-    def child(case: dict, label: str) -> dict:
-        case = dict(case, workdir=str(workdir), size=list(size), timing=timing)
+    def child(case: dict, label: str, size=None) -> dict:
+        case = dict(case, workdir=str(workdir), size=list(size or sizes[0]), timing=timing)
         print(f"[case] {label} ...", file=sys.stderr, flush=True)
         counter[0] += 1
         t0 = time.perf_counter()
@@ -236,14 +281,32 @@ def main() -> None:
               file=sys.stderr, flush=True)
         return res
 
-    reference = str(workdir / "reference.npy")
+    exports = {}
+    for preset in args.preset:
+        path = str(workdir / f"{preset}.onnx")
+        exports[preset] = child(dict(kind="export", preset=preset, onnx=path),
+                                f"export preset {preset}")
+        if not exports[preset]["failure"]:
+            graphs.append((preset, path))
+
+    first_label, first_path = graphs[0]
+    variants = {f"{first_label} [{v}]": (first_path, SESSION_VARIANTS[v]) for v in args.session_variant}
     results: dict = {}
-    # interleave graphs within each thread count, so that load drifts hit all of them alike
-    for t in threads:
-        results[("floor", t)] = child(dict(kind="floor", shapes=shapes, threads=t), f"FFT floor, {t} thread(s)")
-        for label, path in graphs:
-            results[(label, t)] = child(dict(kind="ort", onnx=path, threads=t, label=label, reference=reference),
-                                        f"{label}, {t} thread(s)")
+    # interleave graphs within each (size, thread count), so that load drifts hit all of them alike
+    for size in sizes:
+        shapes, _ = fourier_unit_shapes(card, size)
+        reference = str(workdir / f"reference_{sz(size)}.npy")
+        for t in threads:
+            results[("floor", size, t)] = child(dict(kind="floor", shapes=shapes, threads=t),
+                                                f"FFT floor, {sz(size)}, {t} thread(s)", size)
+            for label, path in graphs:
+                results[(label, size, t)] = child(dict(kind="ort", onnx=path, threads=t, label=label,
+                                                       reference=reference if label not in exports else None),
+                                                  f"{label}, {sz(size)}, {t} thread(s)", size)
+            for label, (path, overrides) in variants.items():
+                results[(label, size, t)] = child(dict(kind="ort", onnx=path, threads=t, label=label,
+                                                       session_overrides=overrides), f"{label}, {sz(size)}, {t} thread(s)", size)
+    graphs_and_variants = graphs + [(label, path) for label, (path, _) in variants.items()]
     profiles = {}
     if not args.no_profile:
         for label, path in graphs:
@@ -253,27 +316,34 @@ def main() -> None:
 
     lines = ["## Latency, peak memory, thread scaling", ""]
     rows = []
-    for t in threads:
-        floor = C.median_of(results[("floor", t)].get("time"))
-        rows.append(["FFT floor (scipy)", str(t), C.fmt_ms(results[("floor", t)].get("time")), "1.00x", "-",
-                     f"{results[('floor', t)].get('hwm_mb', 0):.0f}", f"{results[('floor', t)].get('other_load', 0):.2f}"])
-        for label, _ in graphs:
-            r = results[(label, t)]
-            tm = C.median_of(r.get("time"))
-            one = C.median_of(results[(label, threads[0])].get("time"))
-            rows.append([label, str(t), C.fmt_ms(r.get("time")) if tm else r.get("failure") or "n/a",
-                         f"{tm / floor:.2f}x" if tm and floor else "n/a",
-                         f"{one / tm:.2f}x" if tm and one else "n/a",
-                         f"{r.get('hwm_mb', 0):.0f}", f"{r.get('other_load', 0):.2f}"])
-    lines += C.markdown_table(["graph", "threads", "median ms", "vs FFT floor", f"speed-up vs {threads[0]} thread(s)",
+    for size in sizes:
+        for t in threads:
+            floor = C.median_of(results[("floor", size, t)].get("time"))
+            rows.append(["FFT floor (scipy)", sz(size), str(t), C.fmt_ms(results[("floor", size, t)].get("time")), "1.00x", "-",
+                         f"{results[('floor', size, t)].get('hwm_mb', 0):.0f}",
+                         f"{results[('floor', size, t)].get('other_load', 0):.2f}"])
+            for label, _ in graphs_and_variants:
+                r = results[(label, size, t)]
+                tm = C.median_of(r.get("time"))
+                one = C.median_of(results[(label, size, threads[0])].get("time"))
+                rows.append([label, sz(size), str(t), C.fmt_ms(r.get("time")) if tm else r.get("failure") or "n/a",
+                             f"{tm / floor:.2f}x" if tm and floor else "n/a",
+                             f"{one / tm:.2f}x" if tm and one else "n/a",
+                             f"{r.get('hwm_mb', 0):.0f}", f"{r.get('other_load', 0):.2f}"])
+    lines += C.markdown_table(["graph", "size", "threads", "median ms", "vs FFT floor", f"speed-up vs {threads[0]} thread(s)",
                                "peak RSS MB (VmHWM)", "other load (cores)"], rows)
-    diffs = [f"{label}: {results[(label, threads[0])].get('max_abs_diff', 0.0):.1e}" for label, _ in graphs[1:]]
-    if diffs:
-        lines += ["", f"max |ddf_norm difference| vs {graphs[0][0]} (same inputs): " + ", ".join(diffs)]
+    for preset, res in exports.items():
+        lines += ["", f"preset {preset}: {res.get('params', 0) / 1e6:.1f} M parameters as trained (Tucker), "
+                  f"exported in {res.get('export_s', 0):.0f} s" + (f"; export failed: {res['failure']}" if res["failure"] else "")]
+    measured = [(label, path) for label, path in graphs if label not in exports]
+    for size in sizes:
+        diffs = [f"{label}: {results[(label, size, threads[0])].get('max_abs_diff', 0.0):.1e}" for label, _ in measured[1:]]
+        if diffs:
+            lines += ["", f"max |ddf_norm difference| vs {measured[0][0]} at {sz(size)} (same inputs): " + ", ".join(diffs)]
     for label, prof in profiles.items():
         total = prof["total_ms"]
-        lines += ["", f"## Profile of {label} ({max(threads)} threads, one run, sum of node kernel times {total:.0f} ms)", "",
-                  "### Per op type", ""]
+        lines += ["", f"## Profile of {label} ({sz(sizes[0])}, {max(threads)} threads, one run, sum of node kernel times {total:.0f} ms)",
+                  "", "### Per op type", ""]
         lines += C.markdown_table(["op", "nodes run", "ms", "%"], [
             [op, str(prof["count_op"][op]), f"{us / 1e3:.0f}", f"{100 * us / 1e3 / total:.1f}"]
             for op, us in prof["by_op"].most_common()])
@@ -283,10 +353,31 @@ def main() -> None:
         lines += ["", "### Per module (top 12)", ""]
         lines += C.markdown_table(["module", "ms", "%"], [
             [s, f"{us / 1e3:.0f}", f"{100 * us / 1e3 / total:.1f}"] for s, us in prof["by_scope"].most_common(12)])
+    lines += ["", f"## Targets (issue 16, graph '{graphs[0][0]}')", ""]
+    first = graphs[0][0]
+    for size, t, seconds, rss_mb in TARGETS:
+        r = results.get((first, size, t))
+        if r is None:
+            lines.append(f"- {sz(size)}, {t} threads: not measured in this run (add --size {sz(size)} --threads {t})")
+            continue
+        tm = C.median_of(r.get("time"))
+        if tm is None:
+            lines.append(f"- {sz(size)}, {t} threads: no time ({r.get('failure')})")
+            continue
+        tm /= 1000.0  # seconds
+        lines.append(f"- network time at {sz(size)}, {t} threads: {tm:.2f} s (target <= {seconds} s): "
+                     f"{'met' if tm <= seconds else 'NOT met'}")
+        if rss_mb:
+            lines.append(f"- peak RSS at {sz(size)}, {t} threads: {r.get('hwm_mb', 0):.0f} MB (target <= {rss_mb} MB): "
+                         f"{'met' if r.get('hwm_mb', 1e9) <= rss_mb else 'NOT met'}")
+        floor = (C.median_of(results[("floor", size, t)].get("time")) or 0) / 1000.0
+        if size == TARGETS[0][0] and floor:
+            lines.append(f"- time / FFT floor at {sz(size)}, {t} threads: {tm / floor:.2f}x (target <= {FLOOR_RATIO_TARGET}x): "
+                         f"{'met' if tm / floor <= FLOOR_RATIO_TARGET else 'NOT met'}")
     load1 = os.getloadavg()
     lines += ["", f"load average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}"]
     print("\n".join(lines), flush=True)
-    path = C.write_results(args.output or f"{NAME}_{sz(size)}", head + [""] + lines)
+    path = C.write_results(args.output or f"{NAME}_{sz(sizes[0])}", head + [""] + lines)
     print(f"\nwritten to {os.path.relpath(path, C.ROOT)}", file=sys.stderr)
 
 

@@ -177,6 +177,9 @@ def main() -> None:
     p.add_argument("--models", nargs="*", default=None, help="restrict to these model names")
     p.add_argument("--presets", nargs="*", default=None, help="restrict to these preset names")
     p.add_argument("--no-profile", action="store_true", help="skip the profiled extra step (op hotspots)")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="another FNOReg source tree (e.g. `git worktree add /tmp/base REV`): every configuration "
+                        "also runs with that tree's code, alternating with this one, and the ratios are printed")
     C.add_case_runner_args(p, NAME, "configuration", 1800)
     args = p.parse_args()
     if args._case:
@@ -222,6 +225,11 @@ def main() -> None:
             if args.max_wait > 0:
                 C.wait_for_quiet(args.max_other_load, args.max_wait)
             t0 = time.perf_counter()
+            if args.baseline:  # the other tree's own script imports that tree's fnoreg_core
+                script = str(Path(args.baseline).resolve() / "benchmarks" / "train_step.py")
+                res, failure = C.run_child(script, case, workdir / f"case_{i}_base.json", args.case_timeout)
+                res["failure"] = failure
+                results.append((dict(cfg, source="baseline"), res))
             res, failure = C.run_child(__file__, case, workdir / f"case_{i}.json", args.case_timeout)
             res["failure"] = failure
             results.append((cfg, res))
@@ -236,6 +244,9 @@ def main() -> None:
             f.unlink()
         workdir.rmdir()
 
+    if args.baseline:
+        head.append(f"- baseline: {os.path.abspath(args.baseline)} (commit {C.git_commit(args.baseline)}), rows marked "
+                    "[baseline]; each configuration runs the baseline first, then this tree")
     lines = head + [""] + tables(results, args) + [""] + C.footer(fingerprint)
     print("\n".join(lines[len(head):]), flush=True)
     path = C.write_results(out_name, lines)
@@ -260,7 +271,8 @@ def tables(results: list, args) -> list[str]:
             return C.fmt_ms(m) if isinstance(m, dict) else "-"
 
         n = r["step"]["n"] if isinstance(r.get("step"), dict) else "-"
-        rows.append([cfg["model"], cfg["preset"], f"({cfg['batch']}, 1, {', '.join(map(str, cfg['size']))})",
+        rows.append([cfg["model"], cfg["preset"] + (" [baseline]" if cfg.get("source") else ""),
+                     f"({cfg['batch']}, 1, {', '.join(map(str, cfg['size']))})",
                      f"{r['params']:,}" if "params" in r else "-", ms("step"), ms("fwd"), ms("bwd"), ms("opt"), n,
                      f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-",
                      f"{r['other_load']:.2f}" if "other_load" in r else "-", status(r)])
@@ -272,6 +284,19 @@ def tables(results: list, args) -> list[str]:
               + (f"{min(r['rss_start_mb'] for _, r in results if 'rss_start_mb' in r):.0f}"
                  if any('rss_start_mb' in r for _, r in results) else "?")
               + " MB after imports)."]
+    base = {(c["model"], c["preset"], c["batch"]): r for c, r in results if c.get("source")}
+    ratios = []
+    for cfg, r in results:
+        b = base.get((cfg["model"], cfg["preset"], cfg["batch"]))
+        if cfg.get("source") or b is None:
+            continue
+        now, before = C.median_of(r.get("step")), C.median_of(b.get("step"))
+        if now and before:
+            ratios.append(f"- {cfg['model']} {cfg['preset']} B={cfg['batch']}: step {now:.0f} ms vs baseline "
+                          f"{before:.0f} ms = {now / before:.2f}x (target <= 1.00x, i.e. no slower): "
+                          f"{'met' if now <= before else 'NOT met'}")
+    if ratios:
+        lines += ["", "## This tree vs the baseline", ""] + ratios
     if not args.no_profile:
         lines += ["", "## Hotspots (one profiled step after the timed ones; share of self CPU time)", ""]
         rows = [[cfg["model"], cfg["preset"], cfg["batch"], r.get("hot", "-")] for cfg, r in results]

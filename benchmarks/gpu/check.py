@@ -14,7 +14,9 @@ each ``ok`` / ``skipped: <reason>`` / ``FAILED: <reason>``:
    helper present (torch there; cuda-python when carried), without TensorRT.
 4. ``onnxruntime``: ``backend="auto"`` on the bundled model.onnx (the CUDA provider when it starts,
    else the CPU fallback with its reason), parity with torch.
-5. ``tensorrt``: when tensorrt is importable: static export, ``build_engine`` (TF32 off), the
+5. ``presets``: random-weight FNOReg presets (``3d-cpu``, the bundled size, and ``3d``, the paper's
+   94 M-parameter one) at 160x192x224 on the GPU: fp32 / bf16 latency and peak memory.
+6. ``tensorrt``: when tensorrt is importable: static export, ``build_engine`` (TF32 off), the
    runtime's TensorRTRunner, parity with onnxruntime CPU (bound 1e-3 voxel) and latency.
 
 Writes ``$OUT/gpu_check.json`` and ``$OUT/gpu_check.md``; exit 0 when nothing FAILED. Without CUDA
@@ -226,6 +228,42 @@ def section_torch(entry, ctx):
         raise RuntimeError("; ".join(ctx["failures"]))
     if not cuda:
         raise Skip(f"{ctx['dry_reason']} (CPU reference only)")
+
+
+def section_presets(entry, ctx):
+    """Random-weight FNOReg presets (the paper's 3-D one: 94 M parameters) on the GPU at 160x192x224:
+    fp32 and bf16-autocast latency and peak memory; where a GPU is needed (issue 16)."""
+    import torch
+
+    from fnoreg_core.models import create_model
+
+    cuda = torch.cuda.is_available() and not ctx["dry"]
+    device = "cuda" if cuda else "cpu"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for preset in ctx["presets"]:
+        torch.manual_seed(0)
+        model = create_model("fnoreg", preset=preset).eval().to(device)
+        shape = ctx["preset_shape"]
+        key = f"{preset} {'x'.join(map(str, shape))}"
+        row = {"params_m": round(sum(q.numel() for q in model.parameters()) / 1e6, 1), "device": device}
+        moving, fixed = (torch.from_numpy(a).to(device) for a in smooth_pair(shape))
+        with torch.no_grad():
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            model(moving, fixed)
+            row["fp32_ms"] = round(1e3 * _time(lambda: model(moving, fixed), sync, 3), 1)
+            if cuda:
+                row["fp32_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    model(moving, fixed)
+                    row["bf16_ms"] = round(1e3 * _time(lambda: model(moving, fixed), sync, 3), 1)
+        del model, moving, fixed
+        if cuda:
+            torch.cuda.empty_cache()
+        entry["data"][key] = row
+        entry["lines"].append(f"{key}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    if not cuda:
+        raise Skip(f"{ctx['dry_reason']} (CPU run at a small size only)")
 
 
 class _CudaArray:
@@ -523,12 +561,14 @@ def main(argv=None) -> int:
            "torch_sizes": {2: [(48, 64)], 3: [(32, 48, 48)]} if dry else
            {2: [(160, 192)], 3: [(80, 96, 112), (160, 192, 224)]},
            "standin_shape": (32, 48, 48) if dry else (80, 96, 112), "ort_shape": (32, 48, 48) if dry else (80, 96, 112),
-           "trt_shape": (80, 96, 112)}
+           "trt_shape": (80, 96, 112),
+           "presets": ["3d-cpu"] if dry else ["3d-cpu", "3d"], "preset_shape": (48, 48, 64) if dry else (160, 192, 224)}
     if dry:
         print("check.py: dry run (CPU only, small sizes)" + ("" if args.dry else ": no CUDA device visible"))
     report = Report()
     report.run("env", section_env, ctx)
     report.run("torch", section_torch, ctx)
+    report.run("presets", section_presets, ctx)
     report.run("standin", section_standin, ctx)
     report.run("onnxruntime", section_onnxruntime, ctx)
     report.run("tensorrt", section_tensorrt, ctx)

@@ -332,8 +332,8 @@ def stacked_matrix(cos: torch.Tensor, sin: torch.Tensor, sign: int, parts_in: in
     parts_in, parts_out : 1 (real: Re only) or 2 (complex)
     in_part_inner, out_part_inner : order of the stacked index: ``(index, part)`` when True,
         ``(part, index)`` when False
-    right : return the matrix for a right product ``X @ W`` (built in that orientation: a
-        transposed constant in front of a MatMul becomes onnxruntime's slower FusedMatMul)
+    right : return the matrix for a right product ``X @ W`` (built in that orientation, so the
+        exported graph holds no transpose in front of the MatMul)
 
     Returns
     -------
