@@ -21,7 +21,8 @@ def test_gpu_check_dry_run(tmp_path):
     assert "skipped: --dry (CPU reference only)" in proc.stdout
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     sections = report["sections"]
-    assert set(sections) == {"env", "torch", "standin", "onnxruntime", "tensorrt"}
+    assert set(sections) == {"env", "torch", "presets", "standin", "onnxruntime", "tensorrt"}
+    assert sections["presets"]["data"]["3d-cpu 48x48x64"]["fp32_ms"] > 0  # the dry run times the preset on the CPU
     assert not any(s["status"].startswith("FAILED") for s in sections.values())
     standin = sections["standin"]["data"]
     assert standin["cuda-python FLOAT"]["ok"] and standin["cuda-python HALF"]["ok"]
