@@ -126,20 +126,16 @@ def mem_total_gb() -> float:
     return _meminfo_gb("MemTotal")
 
 
-def _git(*args: str) -> str:
+def _git(*args: str, cwd: str | Path = ROOT) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
     except (OSError, subprocess.SubprocessError):
         return ""
 
 
 def git_commit(tree: str | Path) -> str:
     """Short commit of another checkout or worktree (``unknown`` when it is not one)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return _git("rev-parse", "--short", "HEAD", cwd=tree).strip() or "unknown"
 
 
 def source_fingerprint() -> str:

@@ -109,7 +109,7 @@ def run_floor(case: dict, out: C.ResultWriter) -> None:
 
 
 def run_export(case: dict, out: C.ResultWriter) -> None:
-    """Export a random-weight FNOReg preset (seed 0, Tucker folded) to ``case['onnx']`` with its card."""
+    """Export a random-weight FNOReg preset (seed 0, Tucker folded) to ``case['onnx']``."""
     import torch
 
     from fnoreg_core.models import create_model
@@ -117,16 +117,15 @@ def run_export(case: dict, out: C.ResultWriter) -> None:
 
     torch.manual_seed(0)
     model = create_model("fnoreg", preset=case["preset"]).eval()
+    out["params"] = sum(p.numel() for p in model.parameters())  # as trained (Tucker), before folding
     for module in model.modules():
         if hasattr(module, "fold_factorization"):
             module.fold_factorization()
-    out["params"] = sum(p.numel() for p in create_model("fnoreg", preset=case["preset"]).parameters())
     multiple = model.size_multiple()  # smallest exportable example: every axis >= its modes, a multiple of 16
     example = tuple(max(m, 2 * multiple) + (-max(m, 2 * multiple)) % multiple for m in model.min_spatial_size())
     t0 = time.perf_counter()
     export_onnx(model, case["onnx"], example)
     out["export_s"] = time.perf_counter() - t0
-    Path(case["onnx"] + ".json").write_text(json.dumps({"config": dict(model.config.__dict__)}, default=list))
 
 
 KINDS = {"ort": run_ort, "floor": run_floor, "export": run_export}

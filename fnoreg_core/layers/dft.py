@@ -220,7 +220,7 @@ def apply_basis(re, im, cos, sin, axis: int, sign: int, real_out: bool = False):
         y = torch.matmul(x, w)
     else:
         shape = list(x.shape)
-        y = torch.matmul(w, x.reshape(shape[:axis] + [shape[axis], -1]) if axis else x.reshape(shape[0], -1))
+        y = torch.matmul(w, x.reshape(shape[:axis] + [shape[axis], -1]))
         y = y.reshape(shape[:axis] + [w.shape[0]] + shape[axis + 1:])  # w: (parts_out * m, parts_in * n)
     if real_out:
         return y
